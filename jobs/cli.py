@@ -1,0 +1,80 @@
+"""The `voxlake` command line. Exit codes: 0 done, 1 quality gate blocked publishing, 2 bad usage/config.
+
+Results go to stdout; all logging goes to stderr, so `voxlake sql --format json ... | jq` works.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from jobs.config import ConfigError, load_config
+
+log = logging.getLogger("voxlake")
+
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 too; keep the message short and actionable
+        self.print_usage(sys.stderr)
+        print(f"voxlake: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(p: argparse.ArgumentParser, sources: bool) -> None:
+    p.add_argument("--warehouse", help="folder or URI holding the Delta tables (default: ./warehouse)")
+    p.add_argument("--config", help="YAML file merged over the shipped defaults (jobs/defaults.yaml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    if sources:
+        p.add_argument("--source", action="append", default=[], metavar="PATH",
+                       help="folder, file URI or audio table (Parquet/Delta); repeatable")
+        p.add_argument("--manifest", action="append", default=[], metavar="FILE",
+                       help="JSON Lines manifest: {path, text?, language?, speaker?, ...}; repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="voxlake", description="Speech audio → curated, quality-checked Delta tables.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, help_text in [
+        ("run", "ingest → annotate → validate → publish, incrementally"),
+        ("ingest", "list, probe and hash audio files into bronze.audio_files"),
+    ]:
+        _common(sub.add_parser(name, help=help_text), sources=True)
+    sql = sub.add_parser("sql", help="run SQL over the warehouse's tables")
+    _common(sql, sources=False)
+    sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    sql.add_argument("--limit", type=int, default=1000, help="rows shown by --format table (default 1000)")
+    sql.add_argument("query", help='e.g. "SELECT * FROM bronze.audio_files LIMIT 5"')
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "urllib3", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    overrides = {"warehouse": args.warehouse} if args.warehouse else {}
+    try:
+        config = load_config(
+            args.config, overrides,
+            sources=getattr(args, "source", None), manifests=getattr(args, "manifest", None),
+        )
+        from jobs import runner
+
+        return runner.dispatch(args, config)
+    except ConfigError as exc:
+        print(f"voxlake: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

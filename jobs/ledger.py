@@ -1,0 +1,85 @@
+"""The run ledger: one `ops.runs` row per job run, appended when the run ends (succeeded or not)."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from schemas.tables import RUNS
+
+log = logging.getLogger(__name__)
+
+
+def code_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("voxlake")
+    except Exception:
+        return "unknown"
+
+
+def new_run_id(job: str) -> str:
+    return f"{job}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunRecord:
+    job: str
+    config_hash: str
+    run_id: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    finished_at: datetime | None = None
+    status: str = "running"
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_quarantined: int = 0
+    audio_seconds: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)
+    validation_success: bool | None = None
+    delta_versions: dict = field(default_factory=dict)
+    errors_by_code: dict = field(default_factory=dict)
+    message: str | None = None
+
+    def __post_init__(self):
+        self.run_id = self.run_id or new_run_id(self.job)
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage; the wall seconds land in `stage_seconds[name]`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = round(self.stage_seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def as_row(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "status": self.status,
+            "rows_in": int(self.rows_in),
+            "rows_out": int(self.rows_out),
+            "rows_quarantined": int(self.rows_quarantined),
+            "audio_seconds": float(self.audio_seconds or 0.0),
+            "stage_seconds": {k: float(v) for k, v in self.stage_seconds.items()},
+            "validation_success": self.validation_success,
+            "delta_versions": {k: int(v) for k, v in self.delta_versions.items() if v is not None},
+            "errors_by_code": {k: int(v) for k, v in self.errors_by_code.items()},
+            "config_hash": self.config_hash,
+            "code_version": code_version(),
+            "message": self.message,
+        }
+
+
+def write_run(warehouse, record: RunRecord) -> None:
+    """Append the run's row to ops.runs. The ledger is append-only: one new version per run."""
+    record.finished_at = record.finished_at or datetime.now(timezone.utc)
+    df = warehouse.spark.createDataFrame([record.as_row()], schema=RUNS.schema)
+    df.write.format("delta").mode("append").save(warehouse.path(RUNS))
+    log.info("run %s recorded in %s (%s)", record.run_id, RUNS.qualified, record.status)

@@ -1,0 +1,118 @@
+"""The Spark session factory.
+
+Locally (no master given) it builds `local[*]` with Delta Lake from jars fetched by `make setup`.
+Under spark-submit the master and the conf it was given win; `--packages io.delta:...` or `--jars` may
+provide Delta instead of the local jars. Either way it fails early, with a message that says what to do,
+when Java or Delta is missing (otherwise Spark starts fine and every Delta call fails much later).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from jobs.config import Config
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.3.1"
+DELTA_JARS_DIR = Path(os.environ.get("VOXLAKE_JARS_DIR", REPO_ROOT / ".deps" / "jars"))
+IVY_DIR = REPO_ROOT / ".deps" / "ivy"
+
+
+class SessionError(RuntimeError):
+    """The environment cannot run Spark + Delta; the message says how to fix it."""
+
+
+def _check_java() -> None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and Path(java_home, "bin", "java").exists():
+        return
+    if shutil.which("java"):
+        return
+    raise SessionError(
+        "Java was not found: Spark needs a Java 17 runtime. Install one (e.g. `apt-get install "
+        "openjdk-17-jre-headless`) or set JAVA_HOME."
+    )
+
+
+def _local_delta_jars() -> list[str]:
+    if not DELTA_JARS_DIR.is_dir():
+        return []
+    return sorted(str(p) for p in DELTA_JARS_DIR.glob("*.jar"))
+
+
+def _submitted_conf() -> dict[str, str]:
+    """Settings spark-submit handed to this driver (empty when run as a plain Python program)."""
+    if not os.environ.get("SPARK_ENV_LOADED") and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf
+
+    return dict(SparkConf().getAll())
+
+
+def build_session(config: Config, app_name: str | None = None):
+    """Create (or reuse) the SparkSession for a job, with Delta and sane audio-workload defaults."""
+    _check_java()
+    from pyspark.sql import SparkSession
+
+    spark_cfg = config.section("spark")
+    submitted = _submitted_conf()
+    given = dict(submitted)
+    conf: dict[str, str] = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(spark_cfg.get("shuffle_partitions", 8)),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.jars.ivy": str(IVY_DIR),
+    }
+    delta_given = any(
+        "delta" in given.get(k, "") for k in ("spark.jars.packages", "spark.jars")
+    )
+    if "spark.master" not in given:
+        conf["spark.master"] = spark_cfg.get("master", "local[*]")
+        conf["spark.ui.enabled"] = "false"
+        conf["spark.driver.memory"] = spark_cfg.get("driver_memory", "2g")
+        conf["spark.ui.showConsoleProgress"] = "false"
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if not delta_given:
+        jars = _local_delta_jars()
+        if not jars:
+            raise SessionError(
+                f"Delta Lake jars not found in {DELTA_JARS_DIR}. Run `make setup` (it fetches them with "
+                f"Maven), set VOXLAKE_JARS_DIR, or under spark-submit pass `--packages {DELTA_PACKAGE}`."
+            )
+        conf["spark.jars"] = ",".join(jars)
+    for key, value in (spark_cfg.get("conf") or {}).items():
+        conf[key] = str(value)
+    for key in list(conf):  # what spark-submit was given wins over our defaults
+        if key in given and key not in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog"):
+            conf.pop(key)
+
+    builder = SparkSession.builder.appName(app_name or spark_cfg.get("app_name", "voxlake"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(spark_cfg.get("log_level", "WARN"))
+    _check_delta(spark)
+    return spark
+
+
+def _check_delta(spark) -> None:
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName(
+            "io.delta.sql.DeltaSparkSessionExtension",
+            True,
+            spark.sparkContext._jvm.java.lang.Thread.currentThread().getContextClassLoader(),
+        )
+    except Exception:
+        raise SessionError(
+            "Spark started without Delta Lake on its classpath. Run `make setup`, or pass "
+            f"`--packages {DELTA_PACKAGE}` to spark-submit."
+        ) from None

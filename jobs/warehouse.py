@@ -1,0 +1,105 @@
+"""The warehouse: Delta tables in a folder (or object-store URI), registered in the session's catalog.
+
+Each table lives at `<warehouse>/<database>/<table>`. The Delta folders are the source of truth, so the
+warehouse needs no separate metastore service: every voxlake session (re)registers the tables it finds
+there, which is what lets `voxlake ingest` and a later `voxlake sql` see the same tables. On a cluster with
+its own metastore (Hive, Unity) the same `CREATE TABLE ... LOCATION` statements register them there.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+from schemas.tables import ALL_TABLES, TableSpec
+
+log = logging.getLogger(__name__)
+
+ATTACHED_CONF = "voxlake.warehouse"
+
+
+def normalize_root(root: str) -> str:
+    """Absolute local path for plain paths; URIs (s3a://, hdfs://, file:/) are left as given."""
+    if urlparse(root).scheme and len(urlparse(root).scheme) > 1:
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+class Warehouse:
+    def __init__(self, spark, root: str):
+        self.spark = spark
+        self.root = normalize_root(root)
+
+    def path(self, spec: TableSpec) -> str:
+        return f"{self.root}/{spec.database}/{spec.name}"
+
+    def attach(self, specs=ALL_TABLES) -> None:
+        """Create missing tables and register all of them in this session's catalog."""
+        from delta.tables import DeltaTable
+
+        previous = self.spark.conf.get(ATTACHED_CONF, None)
+        for spec in specs:
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
+            location = self.path(spec)
+            if previous and previous != self.root:
+                self.spark.sql(f"DROP TABLE IF EXISTS {spec.qualified}")  # external: data stays
+            if DeltaTable.isDeltaTable(self.spark, location):
+                self.spark.sql(
+                    f"CREATE TABLE IF NOT EXISTS {spec.qualified} USING DELTA LOCATION '{location}'"
+                )
+                continue
+            builder = (
+                DeltaTable.createIfNotExists(self.spark)
+                .tableName(spec.qualified)
+                .addColumns(spec.schema)
+                .location(location)
+            )
+            if spec.partition_by:
+                builder = builder.partitionedBy(*spec.partition_by)
+            builder.execute()
+            log.info("created table %s at %s", spec.qualified, location)
+        self.spark.conf.set(ATTACHED_CONF, self.root)
+
+    def attach_existing(self) -> list[str]:
+        """Register whatever Delta tables the warehouse holds (for `voxlake sql`); returns their names."""
+        from delta.tables import DeltaTable
+
+        found = []
+        previous = self.spark.conf.get(ATTACHED_CONF, None)
+        for db, table in self._list_table_dirs():
+            location = f"{self.root}/{db}/{table}"
+            if not DeltaTable.isDeltaTable(self.spark, location):
+                continue
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+            if previous and previous != self.root:
+                self.spark.sql(f"DROP TABLE IF EXISTS {db}.{table}")
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {db}.{table} USING DELTA LOCATION '{location}'")
+            found.append(f"{db}.{table}")
+        self.spark.conf.set(ATTACHED_CONF, self.root)
+        return found
+
+    def _list_table_dirs(self) -> list[tuple[str, str]]:
+        jvm = self.spark.sparkContext._jvm
+        hconf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        root = jvm.org.apache.hadoop.fs.Path(self.root)
+        fs = root.getFileSystem(hconf)
+        if not fs.exists(root):
+            return []
+        out = []
+        for db_status in fs.listStatus(root):
+            if not db_status.isDirectory():
+                continue
+            db = db_status.getPath().getName()
+            for t_status in fs.listStatus(db_status.getPath()):
+                if t_status.isDirectory():
+                    out.append((db, t_status.getPath().getName()))
+        return sorted(out)
+
+    def table_version(self, spec: TableSpec) -> int | None:
+        from delta.tables import DeltaTable
+
+        location = self.path(spec)
+        if not DeltaTable.isDeltaTable(self.spark, location):
+            return None
+        row = DeltaTable.forPath(self.spark, location).history(1).select("version").first()
+        return int(row[0]) if row else None

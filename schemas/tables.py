@@ -1,0 +1,105 @@
+"""Spark schemas of the voxlake tables (the table contract in DESIGN.md).
+
+Column names here are what users' SQL relies on: change them only on purpose, and say so in the README.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+
+def _f(name, dtype, nullable=True, comment=None):
+    meta = {"comment": comment} if comment else {}
+    return StructField(name, dtype, nullable, meta)
+
+
+BRONZE_AUDIO_FILES = StructType(
+    [
+        _f("uri", StringType(), False, "where the file is (the source listing's path, or table#key)"),
+        _f("audio_id", StringType(), True, "sha256 of the file bytes; null only when unreadable"),
+        _f("size_bytes", LongType()),
+        _f("modified_at", TimestampType()),
+        _f("source", StringType(), True, "the --source or --manifest it was listed from"),
+        _f("container", StringType()),
+        _f("codec", StringType()),
+        _f("sample_rate", IntegerType()),
+        _f("channels", IntegerType()),
+        _f("bit_depth", IntegerType()),
+        _f("duration_s", DoubleType(), True, "from the header"),
+        _f("reference_text", StringType(), True, "manifest 'text'"),
+        _f("language_hint", StringType(), True, "manifest 'language'"),
+        _f("speaker", StringType(), True, "manifest 'speaker'"),
+        _f("extra", MapType(StringType(), StringType()), True, "other manifest keys, values as JSON"),
+        _f("fingerprint", StringType(), True, "hash of size, mtime and manifest fields: unchanged => skipped"),
+        _f("error_code", StringType(), True, "null when the file probed fine"),
+        _f("error_message", StringType()),
+        _f("ingest_run_id", StringType()),
+        _f("ingested_at", TimestampType()),
+    ]
+)
+
+OPS_QUARANTINE = StructType(
+    [
+        _f("uri", StringType(), False),
+        _f("audio_id", StringType()),
+        _f("stage", StringType(), False, "ingest | annotate | publish"),
+        _f("error_code", StringType(), False),
+        _f("reason", StringType()),
+        _f("failed_expectations", ArrayType(StringType())),
+        _f("run_id", StringType()),
+        _f("first_seen", TimestampType()),
+        _f("last_seen", TimestampType()),
+    ]
+)
+
+OPS_RUNS = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("job", StringType(), False),
+        _f("started_at", TimestampType()),
+        _f("finished_at", TimestampType()),
+        _f("status", StringType(), True, "succeeded | blocked | failed"),
+        _f("rows_in", LongType()),
+        _f("rows_out", LongType()),
+        _f("rows_quarantined", LongType()),
+        _f("audio_seconds", DoubleType()),
+        _f("stage_seconds", MapType(StringType(), DoubleType())),
+        _f("validation_success", BooleanType()),
+        _f("delta_versions", MapType(StringType(), LongType())),
+        _f("errors_by_code", MapType(StringType(), LongType())),
+        _f("config_hash", StringType()),
+        _f("code_version", StringType()),
+        _f("message", StringType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    database: str
+    name: str
+    schema: StructType
+    partition_by: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.database}.{self.name}"
+
+
+BRONZE = TableSpec("bronze", "audio_files", BRONZE_AUDIO_FILES)
+QUARANTINE = TableSpec("ops", "quarantine", OPS_QUARANTINE)
+RUNS = TableSpec("ops", "runs", OPS_RUNS)
+
+ALL_TABLES: tuple[TableSpec, ...] = (BRONZE, QUARANTINE, RUNS)

@@ -1,0 +1,188 @@
+"""Ingest on a real SparkSession with Delta: samples, the corpus, generated bad inputs, reruns."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from audio_factory import make_bad_inputs, tone, write_wav
+from jobs.ingest import run_ingest
+from jobs.ledger import RunRecord, write_run
+from schemas.tables import BRONZE, QUARANTINE
+from conftest import REPO
+
+
+def ingest(spark, wh, config):
+    record = RunRecord(job="ingest", config_hash=config.hash())
+    result = run_ingest(spark, config, wh, record)
+    record.status = "succeeded"
+    write_run(wh, record)
+    return result
+
+
+def bronze(spark, wh):
+    return {r["uri"]: r.asDict() for r in spark.read.format("delta").load(wh.path(BRONZE)).collect()}
+
+
+def quarantine(spark, wh):
+    return {r["uri"]: r.asDict() for r in spark.read.format("delta").load(wh.path(QUARANTINE)).collect()}
+
+
+def rel(uri: str, root) -> str:
+    return uri.split(str(root) + "/", 1)[1]
+
+
+def test_bad_inputs_each_get_a_specific_code_and_nothing_fails(spark, tmp_path, make_config, warehouse_for):
+    src = tmp_path / "inputs"
+    expected = make_bad_inputs(src)
+    config = make_config(sources=[src])
+    wh = warehouse_for(config)
+
+    result = ingest(spark, wh, config)
+
+    rows = bronze(spark, wh)
+    got = {rel(uri, src): row for uri, row in rows.items()}
+    assert set(got) == set(expected), "every listed audio file appears exactly once (readme.txt is not audio)"
+    for name, code in expected.items():
+        assert got[name]["error_code"] == code, (name, got[name]["error_message"])
+        assert got[name]["ingest_run_id"] and got[name]["size_bytes"] is not None
+    assert result.listed == len(expected)
+    # header facts of files that probe fine
+    assert got["one_sample.wav"]["duration_s"] == pytest.approx(1 / 16000)
+    assert got["nan_float.wav"]["codec"] == "float" and got["nan_float.wav"]["bit_depth"] == 32
+    assert got["a/b/c/deep.flac"]["container"] == "flac"
+    assert got["dir with space/héllo wörld 日本.wav"]["duration_s"] == pytest.approx(0.7)
+    # content identity: identical bytes, identical audio_id; the id is the sha256 of the bytes
+    assert got["twin_1.wav"]["audio_id"] == got["twin_2.wav"]["audio_id"]
+    import hashlib
+
+    assert got["twin_1.wav"]["audio_id"] == hashlib.sha256((src / "twin_1.wav").read_bytes()).hexdigest()
+    # every failure is in quarantine with its reason, and nothing else is
+    q = {rel(uri, src): r for uri, r in quarantine(spark, wh).items()}
+    assert set(q) == {n for n, c in expected.items() if c}
+    for name, row in q.items():
+        assert row["stage"] == "ingest" and row["error_code"] == expected[name] and row["reason"]
+
+
+def test_rerun_changes_nothing_and_a_changed_file_updates_its_row(spark, tmp_path, make_config, warehouse_for):
+    src = tmp_path / "inputs"
+    make_bad_inputs(src)
+    config = make_config(sources=[src])
+    wh = warehouse_for(config)
+    ingest(spark, wh, config)
+    before = bronze(spark, wh)
+    versions = (wh.table_version(BRONZE), wh.table_version(QUARANTINE))
+
+    again = ingest(spark, wh, config)
+
+    assert again.new_or_changed == 0
+    assert (wh.table_version(BRONZE), wh.table_version(QUARANTINE)) == versions, "no new Delta commit"
+    assert bronze(spark, wh) == before
+
+    # fix the empty file: it gets a probe, a new audio_id, and leaves quarantine
+    write_wav(src / "empty.wav", tone(seconds=0.3))
+    os.utime(src / "empty.wav", (time.time() + 5, time.time() + 5))
+    ingest(spark, wh, config)
+    after = bronze(spark, wh)
+    fixed = next(r for u, r in after.items() if u.endswith("/empty.wav"))
+    assert fixed["error_code"] is None and fixed["duration_s"] == pytest.approx(0.3)
+    assert len(after) == len(before)
+    assert not any(u.endswith("/empty.wav") for u in quarantine(spark, wh))
+    runs = spark.read.format("delta").load(f"{wh.root}/ops/runs").count()
+    assert runs == 3
+
+
+def test_samples_with_manifest(spark, make_config, warehouse_for):
+    config = make_config(sources=[REPO / "samples" / "audio"], manifests=[REPO / "samples" / "manifest.jsonl"])
+    wh = warehouse_for(config)
+    ingest(spark, wh, config)
+    rows = bronze(spark, wh)
+    assert len(rows) == len(list((REPO / "samples" / "audio").rglob("*.*")))
+    by_name = {u.rsplit("/", 1)[1]: r for u, r in rows.items()}
+    assert by_name["de_bahnhof.flac"]["language_hint"] == "de"
+    assert by_name["de_bahnhof.flac"]["reference_text"].startswith("Der Zug nach Berlin")
+    assert by_name["de_bahnhof.flac"]["source"].endswith("manifest.jsonl"), "manifest row wins over folder listing"
+    assert by_name["pink_noise.wav"]["reference_text"] is None
+    assert by_name["corrupt_cut.wav"]["error_code"] == "TRUNCATED"
+    assert by_name["notes_not_audio.mp3"]["error_code"] == "UNKNOWN_FORMAT"
+    assert by_name["es_ciudad.mp3"]["codec"] and by_name["fr_marche.ogg"]["container"] == "ogg"
+
+
+def test_manifest_keeps_unknown_keys_and_records_missing_files_and_bad_lines(
+    spark, tmp_path, make_config, warehouse_for
+):
+    audio = write_wav(tmp_path / "clips" / "a.wav", tone(seconds=0.4))
+    lines = [
+        {"path": "clips/a.wav", "text": "hello", "language": "en", "speaker": "s1", "split": "train",
+         "meta": {"age": 31}},
+        {"path": str(tmp_path / "clips" / "missing.wav"), "text": "gone"},
+        "this line is not json",
+        {"text": "no path here"},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(x) if isinstance(x, dict) else x for x in lines) + "\n")
+    config = make_config(manifests=[manifest])
+    wh = warehouse_for(config)
+    ingest(spark, wh, config)
+    rows = bronze(spark, wh)
+    assert len(rows) == 4
+    a = rows["file:" + str(audio)]
+    assert a["speaker"] == "s1" and a["reference_text"] == "hello"
+    assert a["extra"] == {"split": "train", "meta": '{"age":31}'}
+    missing = rows["file:" + str(tmp_path / "clips" / "missing.wav")]
+    assert missing["error_code"] == "NOT_FOUND"
+    bad = sorted(u for u, r in rows.items() if r["error_code"] == "BAD_MANIFEST_ENTRY")
+    assert bad == [f"file:{manifest}#line=3", f"file:{manifest}#line=4"]
+    assert len(quarantine(spark, wh)) == 3
+    # idempotent for manifests too
+    v = wh.table_version(BRONZE)
+    assert ingest(spark, wh, config).new_or_changed == 0
+    assert wh.table_version(BRONZE) == v
+
+
+def test_audio_table_with_bytes_column(spark, tmp_path, make_config, warehouse_for):
+    """A Hugging Face-style table: an `audio` struct of {bytes, path}, plus text."""
+    import io
+
+    import soundfile as sf
+
+    def wav_bytes(seconds):
+        buf = io.BytesIO()
+        sf.write(buf, tone(seconds=seconds), 16000, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+    rows = [
+        {"audio": {"bytes": wav_bytes(0.5), "path": "x/one.wav"}, "text": "one"},
+        {"audio": {"bytes": wav_bytes(1.5), "path": "x/two.wav"}, "text": "two"},
+        {"audio": {"bytes": b"garbage" * 10, "path": "x/bad.wav"}, "text": "bad"},
+    ]
+    table = str(tmp_path / "hf_table")
+    spark.createDataFrame(rows, "audio struct<bytes:binary,path:string>, text string").write.format(
+        "delta"
+    ).save(table)
+    config = make_config(sources=[table])
+    wh = warehouse_for(config)
+    ingest(spark, wh, config)
+    got = {u.rsplit("#", 1)[1]: r for u, r in bronze(spark, wh).items()}
+    assert set(got) == {"x/one.wav", "x/two.wav", "x/bad.wav"}
+    assert got["x/two.wav"]["duration_s"] == pytest.approx(1.5)
+    assert got["x/one.wav"]["reference_text"] == "one"
+    assert got["x/bad.wav"]["error_code"] == "UNKNOWN_FORMAT"
+
+
+def test_corpus_probes_match_the_manifest(spark, corpus_dir, corpus_manifest, make_config, warehouse_for):
+    config = make_config(sources=[corpus_dir])
+    wh = warehouse_for(config)
+    ingest(spark, wh, config)
+    rows = {rel(u, corpus_dir): r for u, r in bronze(spark, wh).items()}
+    assert set(rows) == {m["path"] for m in corpus_manifest}, "conservation: every corpus audio file, once"
+    for m in corpus_manifest:
+        r = rows[m["path"]]
+        assert r["error_code"] is None, (m["path"], r["error_message"])
+        assert r["sample_rate"] == int(m["sample_rate"]) and r["channels"] == int(m["channels"])
+        # MP3 durations differ by encoder delay/padding between decoders
+        tol = 0.08 if m["path"].endswith(".mp3") else 0.002
+        assert r["duration_s"] == pytest.approx(float(m["duration_s"]), abs=tol), m["path"]
