@@ -1,0 +1,146 @@
+"""ASR with faster-whisper (CTranslate2): transcript, language, every confidence, segments, word timings.
+
+Keeps what most wrappers drop, since these are the cheapest hallucination and language-error detectors:
+per segment `avg_logprob`, `no_speech_prob`, `compression_ratio`, `temperature` (the fallback used) and
+per word `probability`; per file the top language probabilities. Lineage columns say exactly which
+weights (`model_sha256`) and settings (`options_hash`) produced the row.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from annotators.base import Annotator, AnnotationError, AudioItem, Resources, params_hash
+from schemas.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+WORD = pa.struct([
+    pa.field("word", pa.string()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("probability", pa.float64()),
+])
+SEGMENT = pa.struct([
+    pa.field("id", pa.int32()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("text", pa.string()),
+    pa.field("avg_logprob", pa.float64()),
+    pa.field("no_speech_prob", pa.float64()),
+    pa.field("compression_ratio", pa.float64()),
+    pa.field("temperature", pa.float64()),
+    pa.field("words", pa.list_(WORD)),
+])
+LANG_PROB = pa.struct([pa.field("language", pa.string()), pa.field("prob", pa.float64())])
+
+# Options passed to faster-whisper's transcribe(); all of them enter options_hash.
+DECODE_OPTIONS = ("beam_size", "temperature", "condition_on_previous_text", "word_timestamps",
+                  "no_speech_threshold", "log_prob_threshold", "compression_ratio_threshold")
+
+
+class Asr(Annotator):
+    name = "asr"
+    version = "1.0.0"
+    resources = Resources(cpu_threads=2, gpu=True)
+    default_params = {
+        "model": "base",  # multilingual: language ID needs it; 'tiny.en' or a local folder by config
+        "compute_type": "int8",  # on CPU; a GPU task uses gpu_compute_type
+        "gpu_compute_type": "float16",
+        "beam_size": 5,
+        "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        "condition_on_previous_text": False,  # True skipped repeated content in STACK_NOTES' tests
+        "word_timestamps": True,
+        "no_speech_threshold": 0.6,
+        "log_prob_threshold": -1.0,
+        "compression_ratio_threshold": 2.4,
+        "top_languages": 5,
+        "language": None,  # force a language (skips detection)
+        "cache_dir": ".deps/models",
+        "allow_download": False,
+    }
+    fields = [
+        pa.field("language", pa.string()),
+        pa.field("language_prob", pa.float64()),
+        pa.field("language_top", pa.list_(LANG_PROB)),
+        pa.field("text", pa.string()),
+        pa.field("segments", pa.list_(SEGMENT)),
+        pa.field("n_segments", pa.int32()),
+        pa.field("mean_avg_logprob", pa.float64()),
+        pa.field("max_no_speech_prob", pa.float64()),
+        pa.field("max_compression_ratio", pa.float64()),
+        pa.field("model", pa.string()),
+        pa.field("model_path", pa.string()),
+        pa.field("model_sha256", pa.string()),
+        pa.field("compute_type", pa.string()),
+        pa.field("beam_size", pa.int32()),
+        pa.field("device", pa.string()),
+        pa.field("options_hash", pa.string()),
+    ]
+
+    def setup(self, device="cpu", device_index=0, threads=1):
+        super().setup(device, device_index, threads)
+        from faster_whisper import WhisperModel
+
+        from annotators.models import resolve_whisper
+
+        self.resolved = resolve_whisper(self.params["model"], self.params["cache_dir"],
+                                        allow_download=self.params["allow_download"])
+        self.compute_type = self.params["gpu_compute_type"] if device == "cuda" else self.params["compute_type"]
+        self.model = WhisperModel(self.resolved.path, device=device, device_index=device_index,
+                                  compute_type=self.compute_type, cpu_threads=threads, num_workers=1)
+        self.options = {k: self.params[k] for k in DECODE_OPTIONS}
+        self.options_hash = params_hash({**self.options, "language": self.params["language"]})
+        log.info("asr: loaded %s (%s, %s) from %s", self.resolved.name, device, self.compute_type,
+                 self.resolved.path)
+
+    def annotate(self, item: AudioItem) -> dict:
+        try:
+            segments_iter, info = self.model.transcribe(
+                item.samples, language=self.params["language"], vad_filter=False, **self.options
+            )
+            segments = list(segments_iter)
+        except (RuntimeError, ValueError) as exc:  # CTranslate2 / tokenizer failures on this input
+            raise AnnotationError(ErrorCode.MODEL_ERROR, f"faster-whisper failed: {exc}") from exc
+        return self.to_result(segments, info)
+
+    def to_result(self, segments, info) -> dict:
+        rows = [
+            {
+                "id": int(s.id),
+                "start_s": float(s.start),
+                "end_s": float(s.end),
+                "text": s.text.strip(),
+                "avg_logprob": float(s.avg_logprob),
+                "no_speech_prob": float(s.no_speech_prob),
+                "compression_ratio": float(s.compression_ratio),
+                "temperature": float(s.temperature) if s.temperature is not None else None,
+                "words": [
+                    {"word": w.word.strip(), "start_s": float(w.start), "end_s": float(w.end),
+                     "probability": float(w.probability)}
+                    for w in (s.words or [])
+                ],
+            }
+            for s in segments
+        ]
+        top = sorted(info.all_language_probs or [], key=lambda t: -t[1])[: self.params["top_languages"]]
+        return {
+            "language": info.language,
+            "language_prob": float(info.language_probability),
+            "language_top": [{"language": lang, "prob": float(p)} for lang, p in top],
+            "text": " ".join(r["text"] for r in rows if r["text"]).strip(),
+            "segments": rows,
+            "n_segments": len(rows),
+            "mean_avg_logprob": float(np.mean([r["avg_logprob"] for r in rows])) if rows else None,
+            "max_no_speech_prob": max((r["no_speech_prob"] for r in rows), default=None),
+            "max_compression_ratio": max((r["compression_ratio"] for r in rows), default=None),
+            "model": self.resolved.name,
+            "model_path": self.resolved.path,
+            "model_sha256": self.resolved.sha256,
+            "compute_type": self.compute_type,
+            "beam_size": int(self.params["beam_size"]),
+            "device": self.device,
+            "options_hash": self.options_hash,
+        }

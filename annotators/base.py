@@ -1,0 +1,144 @@
+"""What every annotator is: a name, a version, an output schema, declared resources, and a batch method.
+
+Annotators know nothing of Spark. They receive decoded audio (`AudioItem`, decoded once per file by
+`annotators.decode`) plus what upstream annotators already produced, and return one result per input,
+in order. A result is a plain dict: the common fields (`status`, `error_code`, `error_message`,
+`version`, `params_hash`) and the annotator's own fields, with None (never a sentinel) where unknown.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.errors import ErrorCode
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+COMMON_FIELDS = [
+    pa.field("status", pa.string()),
+    pa.field("error_code", pa.string()),
+    pa.field("error_message", pa.string()),
+    pa.field("version", pa.string()),
+    pa.field("params_hash", pa.string()),
+]
+
+
+class AnnotationError(Exception):
+    """An expected, per-input failure: becomes `status=failed` with this error code, not a crash."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_threads: int = 1
+    gpu: bool = False  # can use a GPU when the task was given one
+
+
+@dataclass
+class AudioItem:
+    """One decoded file and what is known about it. `samples` is 16 kHz mono float32."""
+
+    audio_id: str
+    samples: np.ndarray
+    sample_rate: int
+    native: np.ndarray | None = None  # (frames, channels) float32 at native_rate, for level/bandwidth
+    native_rate: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # reference_text, language_hint, ...
+    upstream: dict[str, dict] = field(default_factory=dict)  # results of annotators already run
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def params_hash(params: dict) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class Annotator:
+    """Base class. Subclasses set the ClassVars and implement `annotate_batch` (and `setup` if they load)."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    fields: ClassVar[list[pa.Field]]
+    default_params: ClassVar[dict] = {}
+    requires: ClassVar[tuple[str, ...]] = ()  # annotators whose results this one reads (item.upstream)
+    resources: ClassVar[Resources] = Resources()
+
+    def __init__(self, params: dict | None = None):
+        unknown = set(params or {}) - set(self.default_params)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown params {sorted(unknown)}; known: {sorted(self.default_params)}")
+        self.params = {**self.default_params, **(params or {})}
+        self.params_hash = params_hash(self.params)
+        self.device = "cpu"
+        self.device_index = 0
+        self.threads = 1
+        self._ready = False
+
+    @classmethod
+    def output_schema(cls) -> pa.StructType:
+        return pa.struct(COMMON_FIELDS + list(cls.fields))
+
+    def setup(self, device: str = "cpu", device_index: int = 0, threads: int = 1) -> None:
+        """Load models. Called once per process (the Spark adapter caches the instance per worker)."""
+        self.device, self.device_index, self.threads = device, device_index, threads
+        self._ready = True
+
+    def ensure_setup(self, **kwargs) -> None:
+        if not self._ready:
+            self.setup(**kwargs)
+
+    def annotate_batch(self, items: list[AudioItem]) -> list[dict]:
+        """One result per item, in order. Default: `annotate` item by item."""
+        return [self.run_one(item) for item in items]
+
+    def annotate(self, item: AudioItem) -> dict:
+        raise NotImplementedError
+
+    # ---- result helpers
+    def run_one(self, item: AudioItem) -> dict:
+        """`annotate` one item, turning AnnotationError and unmet dependencies into results."""
+        for dep in self.requires:
+            up = item.upstream.get(dep)
+            if up is None or up.get("status") != OK:
+                return self.result(SKIPPED, ErrorCode.DEPENDENCY_FAILED, f"needs '{dep}', which did not succeed")
+        try:
+            return self.ok(**self.annotate(item))
+        except AnnotationError as exc:
+            return self.result(FAILED, exc.code, str(exc))
+
+    def ok(self, **values) -> dict:
+        out = self.result(OK)
+        out.update(values)
+        return out
+
+    def result(self, status: str, code: ErrorCode | str | None = None, message: str | None = None) -> dict:
+        out = {f.name: None for f in self.fields}
+        out.update(
+            status=status,
+            error_code=str(code) if code is not None else None,
+            error_message=message,
+            version=self.version,
+            params_hash=self.params_hash,
+        )
+        return out
+
+    def check(self, result: dict) -> dict:
+        """Validate a result against the output schema (raises on a programming error, not bad audio)."""
+        pa.array([result], type=self.output_schema())
+        return result
+
+
+def db(value: float, floor: float = 1e-20) -> float | None:
+    """Power ratio in dB; None for zero (digital silence has no finite level)."""
+    return None if value <= floor else float(10 * np.log10(value))

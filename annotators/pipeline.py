@@ -1,0 +1,112 @@
+"""Decode once, annotate many: runs a list of annotators over a batch of files, pure Python.
+
+The Spark adapter (udfs/) calls this per Arrow batch; tests and benchmarks call it directly. Each file
+is decoded once; each annotator sees the files that decoded, with the results of the annotators before
+it. Failures stay per file and per annotator: a decode error marks every annotator of that file
+`failed` with the decode's code, an AnnotationError marks one result, and an unexpected exception
+in a batch is retried file by file so that one bad input cannot take the others with it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable
+
+from annotators.base import FAILED, Annotator, AnnotationError, AudioItem
+from annotators.decode import DecodeError, DecodeLimits, decode
+from schemas.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileInput:
+    audio_id: str
+    open: Callable[[], Any]  # returns a context manager yielding a seekable binary file
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class FileOutput:
+    audio_id: str
+    decode: dict
+    results: dict[str, dict]
+
+
+class Pipeline:
+    def __init__(self, annotators: list[Annotator], limits: DecodeLimits = DecodeLimits(), strict: bool = False):
+        self.annotators = annotators
+        self.limits = limits
+        self.strict = strict  # re-raise unexpected exceptions instead of recording MODEL_ERROR
+        self.seconds: dict[str, float] = {"decode": 0.0, **{a.name: 0.0 for a in annotators}}
+
+    def setup(self, device: str = "cpu", device_index: int = 0, threads: int = 1) -> None:
+        for a in self.annotators:
+            a.ensure_setup(device="cuda" if device == "cuda" and a.resources.gpu else "cpu",
+                           device_index=device_index, threads=threads)
+
+    def decode_one(self, item: FileInput) -> tuple[AudioItem | None, dict]:
+        start = time.perf_counter()
+        try:
+            with item.open() as f:
+                d = decode(f, self.limits)
+        except DecodeError as exc:
+            return None, {"status": FAILED, "error_code": str(exc.code), "error_message": str(exc)}
+        except FileNotFoundError as exc:
+            return None, {"status": FAILED, "error_code": str(ErrorCode.NOT_FOUND), "error_message": str(exc)}
+        except OSError as exc:
+            return None, {"status": FAILED, "error_code": str(ErrorCode.READ_FAILED),
+                          "error_message": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self.seconds["decode"] += time.perf_counter() - start
+        audio = AudioItem(item.audio_id, d.samples, 16000, d.native, d.native_rate, dict(item.meta))
+        info = {"status": "ok", "error_code": None, "error_message": None, "decoder": d.decoder,
+                "duration_s": d.duration_s, "native_rate": d.native_rate, "channels": d.channels}
+        return audio, info
+
+    def run(self, inputs: list[FileInput]) -> list[FileOutput]:
+        decoded = [self.decode_one(i) for i in inputs]
+        outputs = [FileOutput(i.audio_id, info, {}) for i, (_, info) in zip(inputs, decoded)]
+        live = [(k, audio) for k, (audio, _) in enumerate(decoded) if audio is not None]
+        for k, (audio, info) in enumerate(decoded):
+            if audio is None:
+                for a in self.annotators:
+                    outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
+        items = [audio for _, audio in live]
+        for a in self.annotators:
+            start = time.perf_counter()
+            results = self._annotate(a, items)
+            self.seconds[a.name] += time.perf_counter() - start
+            for (k, audio), result in zip(live, results):
+                outputs[k].results[a.name] = result
+                audio.upstream[a.name] = result
+        return outputs
+
+    def _annotate(self, a: Annotator, items: list[AudioItem]) -> list[dict]:
+        if not items:
+            return []
+        try:
+            results = a.annotate_batch(items)
+        except AnnotationError as exc:
+            results = [a.result(FAILED, exc.code, str(exc)) for _ in items]
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("%s failed on a batch of %d; retrying file by file", a.name, len(items))
+            results = [self._one(a, item) for item in items]
+        if len(results) != len(items):
+            raise RuntimeError(f"{a.name} returned {len(results)} results for {len(items)} inputs")
+        return [a.check(r) for r in results]
+
+    def _one(self, a: Annotator, item: AudioItem) -> dict:
+        try:
+            out = a.annotate_batch([item])[0]
+        except AnnotationError as exc:
+            return a.result(FAILED, exc.code, str(exc))
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.exception("%s failed on %s", a.name, item.audio_id)
+            return a.result(FAILED, ErrorCode.MODEL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+        return out

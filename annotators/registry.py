@@ -1,0 +1,48 @@
+"""Names → annotator classes, imported lazily so `import annotators` stays light (no torch, ctranslate2,
+librosa), plus dependency ordering."""
+from __future__ import annotations
+
+import importlib
+
+from annotators.base import Annotator
+
+ANNOTATORS: dict[str, str] = {
+    "levels": "annotators.levels:Levels",
+    "vad": "annotators.vad:Vad",
+    "snr": "annotators.snr:Snr",
+    "bandwidth": "annotators.bandwidth:Bandwidth",
+    "pitch": "annotators.pitch:Pitch",
+    "quality": "annotators.quality:Quality",
+    "asr": "annotators.asr:Asr",
+    "text": "annotators.text:Text",
+}
+
+
+def load_class(name: str) -> type[Annotator]:
+    try:
+        module, cls = ANNOTATORS[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown annotator '{name}'; known: {', '.join(ANNOTATORS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def build(names: list[str], params: dict[str, dict] | None = None) -> list[Annotator]:
+    """Instantiate `names` in dependency order. A required annotator missing from `names` is an error."""
+    params = params or {}
+    classes = {n: load_class(n) for n in names}
+    ordered: list[str] = []
+
+    def visit(n: str, path: tuple[str, ...] = ()):
+        if n in ordered:
+            return
+        if n in path:
+            raise ValueError(f"annotator dependency cycle: {' -> '.join(path + (n,))}")
+        for dep in classes[n].requires:
+            if dep not in classes:
+                raise ValueError(f"annotator '{n}' needs '{dep}': add it to the annotator list")
+            visit(dep, path + (n,))
+        ordered.append(n)
+
+    for n in names:
+        visit(n)
+    return [classes[n](params.get(n)) for n in ordered]

@@ -1,0 +1,113 @@
+"""Ingest throughput: `voxlake ingest` over a folder of many small files, as a user runs it.
+
+Reports files per second (first run, and the no-op rerun) and the peak resident memory of the driver
+(the Python driver process and the JVM, which in local mode also hosts the executors).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import soundfile as sf
+
+from bench.report import write_section
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_files(root: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        d = root / f"d{i // 1000:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        sf.write(d / f"f{i:06d}.wav", rng.normal(0, 0.05, 1600).astype(np.float32), 16000, subtype="PCM_16")
+
+
+class PeakRss:
+    """Polls a process tree; keeps the peak RSS of the Python driver and of the JVM separately."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peak = {"python": 0, "jvm": 0, "python_workers": 0}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                workers = 0
+                for p in procs:
+                    rss = p.memory_info().rss
+                    if "java" in p.name():
+                        self.peak["jvm"] = max(self.peak["jvm"], rss)
+                    elif p.pid == self.root.pid:
+                        self.peak["python"] = max(self.peak["python"], rss)
+                    else:
+                        workers += rss
+                self.peak["python_workers"] = max(self.peak["python_workers"], workers)
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join()
+
+
+def timed_ingest(src: Path, wh: Path) -> tuple[float, dict, str]:
+    cmd = [sys.executable, "-m", "jobs.cli", "ingest", "--source", str(src), "--warehouse", str(wh)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mon = PeakRss(proc.pid)
+    out, err = proc.communicate()
+    mon.stop()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"ingest failed ({proc.returncode}):\n{err[-3000:]}")
+    return wall, mon.peak, out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="voxlake-bench-ingest-"))
+    try:
+        src, wh = work / "files", work / "wh"
+        t = time.perf_counter()
+        make_files(src, args.files)
+        print(f"made {args.files} files in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+        first, peak, out = timed_ingest(src, wh)
+        print(out, file=sys.stderr)
+        second, _, out2 = timed_ingest(src, wh)
+        mib = {k: v / 2**20 for k, v in peak.items()}
+        body = (
+            "## Ingest: many small files\n\n"
+            f"`voxlake ingest` over {args.files:,} WAV files (0.1 s, 16 kHz, 3.2 KB each) in 10 folders, "
+            "local mode (`local[*]`), wall time of the whole command including JVM start-up.\n\n"
+            "| run | wall s | files/s |\n| --- | ---: | ---: |\n"
+            f"| first (list, stat, hash, probe, MERGE) | {first:.1f} | {args.files / first:,.0f} |\n"
+            f"| rerun, nothing new (list, skip, no commit) | {second:.1f} | {args.files / second:,.0f} |\n\n"
+            f"Peak resident memory: JVM (driver + local executors) {mib['jvm']:.0f} MiB, "
+            f"Python driver {mib['python']:.0f} MiB, Python workers together {mib['python_workers']:.0f} MiB.\n"
+        )
+        write_section(Path(args.out), "ingest", body)
+        print(body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
