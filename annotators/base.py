@@ -36,6 +36,10 @@ class AnnotationError(Exception):
         self.code = code
 
 
+class SkipAnnotation(AnnotationError):
+    """Nothing to annotate (e.g. ASR on a file without speech): becomes `status=skipped` with the code."""
+
+
 @dataclass(frozen=True)
 class Resources:
     cpu_threads: int = 1
@@ -72,6 +76,7 @@ class Annotator:
     fields: ClassVar[list[pa.Field]]
     default_params: ClassVar[dict] = {}
     requires: ClassVar[tuple[str, ...]] = ()  # annotators whose results this one reads (item.upstream)
+    uses: ClassVar[tuple[str, ...]] = ()  # optional inputs: read when configured, ordered before this one
     resources: ClassVar[Resources] = Resources()
 
     def __init__(self, params: dict | None = None):
@@ -111,9 +116,14 @@ class Annotator:
         for dep in self.requires:
             up = item.upstream.get(dep)
             if up is None or up.get("status") != OK:
-                return self.result(SKIPPED, ErrorCode.DEPENDENCY_FAILED, f"needs '{dep}', which did not succeed")
+                # a skipped dependency passes its reason on (NO_SPEECH stays NO_SPEECH)
+                code = up.get("error_code") if up and up.get("status") == SKIPPED else None
+                return self.result(SKIPPED, code or ErrorCode.DEPENDENCY_FAILED,
+                                   f"needs '{dep}', which did not succeed")
         try:
             return self.ok(**self.annotate(item))
+        except SkipAnnotation as exc:
+            return self.result(SKIPPED, exc.code, str(exc))
         except AnnotationError as exc:
             return self.result(FAILED, exc.code, str(exc))
 

@@ -41,6 +41,9 @@ def build(names: list[str], params: dict[str, dict] | None = None) -> list[Annot
             if dep not in classes:
                 raise ValueError(f"annotator '{n}' needs '{dep}': add it to the annotator list")
             visit(dep, path + (n,))
+        for dep in classes[n].uses:
+            if dep in classes:
+                visit(dep, path + (n,))
         ordered.append(n)
 
     for n in names:

@@ -72,6 +72,7 @@ class Text(Annotator):
     name = "text"
     version = "1.0.0"
     requires = ("asr",)
+    uses = ("vad",)
     default_params = {
         "compression_ratio_max": 2.4,
         "ngram": 3,

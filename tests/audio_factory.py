@@ -89,3 +89,52 @@ def make_bad_inputs(root: Path) -> dict[str, str | None]:
 
     (root / "readme.txt").write_text("not listed: not an audio extension\n")
     return expected
+
+
+def encode_av(path: Path, data: np.ndarray, sr: int, codec: str, fmt: str | None = None,
+              with_video: bool = False) -> Path:
+    """Encode mono float audio with PyAV/FFmpeg (mp3, aac/m4a, opus, an mp4 with a video track...)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=fmt) as out:
+        video = None
+        if with_video:
+            video = out.add_stream("mpeg4", rate=10)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        stream = out.add_stream(codec, rate=sr)
+        stream.layout = "mono"
+        fmt_name = stream.codec_context.codec.audio_formats[0].name
+        frame_size = stream.codec_context.frame_size or 1024
+        pcm = np.clip(data, -1, 1).astype(np.float32)
+        for start in range(0, len(pcm), frame_size):
+            chunk = pcm[start: start + frame_size]
+            if fmt_name.startswith(("s16", "s32")):
+                bits = 16 if fmt_name.startswith("s16") else 32
+                dtype = np.int16 if bits == 16 else np.int32
+                arr = (chunk.astype(np.float64) * (2 ** (bits - 1) - 1)).astype(dtype)[None, :]
+                frame = av.AudioFrame.from_ndarray(arr, format=fmt_name, layout="mono")
+            else:
+                frame = av.AudioFrame.from_ndarray(chunk[None, :], format=fmt_name, layout="mono")
+            frame.sample_rate = sr
+            frame.pts = start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if video is not None:
+            for i in range(int(len(pcm) / sr * 10)):
+                img = np.full((48, 64, 3), (i * 9) % 255, dtype=np.uint8)
+                for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(packet)
+            for packet in video.encode():
+                out.mux(packet)
+    return path
+
+
+def load_16k(path) -> np.ndarray:
+    """Real audio as 16 kHz mono float32 (through the project's decoder)."""
+    from annotators.decode import decode
+
+    with open(path, "rb") as f:
+        return decode(f).samples

@@ -1,0 +1,236 @@
+"""Annotator accuracy on signals whose truth is known, and the decoder over a matrix of real formats."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from annotators.base import AudioItem
+from annotators.decode import DecodeError, DecodeLimits, decode, to_16k_mono
+from annotators.registry import build
+from audio_factory import encode_av, load_16k, tone, write_wav
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def ann():
+    """Signal annotators, set up once (models loaded once) for this module."""
+    objs = {a.name: a for a in build(["levels", "vad", "snr", "bandwidth", "pitch", "quality"])}
+    for a in objs.values():
+        a.setup(threads=1)
+    return objs
+
+
+def item_of(x: np.ndarray, rate: int = SR) -> AudioItem:
+    native = x.astype(np.float32)
+    native = native[:, None] if native.ndim == 1 else native
+    return AudioItem("t", to_16k_mono(native, rate), SR, native, rate)
+
+
+def run(ann, names, item):
+    for n in names:
+        item.upstream[n] = ann[n].check(ann[n].annotate_batch([item])[0])
+    return item.upstream
+
+
+@pytest.fixture(scope="module")
+def speech(corpus_dir):
+    """Real speech (LibriSpeech, 16 kHz) and a wideband real recording (LJ Speech, 22.05 kHz)."""
+    return load_16k(corpus_dir / "speech/en/librispeech_1995-1837-0001.wav")
+
+
+def test_levels_of_a_997hz_sine_at_minus_20_dbfs(ann):
+    x = tone(997.0, seconds=5.0, sr=48000, dbfs=-20.0)
+    r = run(ann, ["levels"], item_of(x, 48000))["levels"]
+    assert r["status"] == "ok"
+    assert r["peak_dbfs"] == pytest.approx(-20.0, abs=0.1)
+    assert r["rms_dbfs"] == pytest.approx(-23.0, abs=0.1)
+    assert r["lufs"] == pytest.approx(-23.0, abs=0.5)
+    assert r["clipping_ratio"] == 0.0 and abs(r["dc_offset"]) < 1e-4
+
+
+def test_levels_clipping_and_silence(ann):
+    clipped = np.clip(tone(200, 1.0, dbfs=0.0) * 2, -1, 1)
+    r = run(ann, ["levels"], item_of(clipped))["levels"]
+    assert r["clipping_ratio"] > 0.3 and r["peak_dbfs"] == pytest.approx(0.0, abs=0.01)
+    silent = run(ann, ["levels"], item_of(np.zeros(SR, np.float32)))["levels"]
+    assert silent["digital_silence"] is True
+    assert silent["peak_dbfs"] is None and silent["rms_dbfs"] is None and silent["lufs"] is None
+
+
+def test_vad_speech_ratio_with_silence_around_speech(ann, corpus_dir):
+    for name in ("speech/en/librispeech_1995-1837-0001.wav", "speech/en/LJ001-0015.wav"):
+        clean = load_16k(corpus_dir / name)
+        alone = run(ann, ["vad"], item_of(clean))["vad"]
+        padded = np.concatenate([np.zeros(3 * SR, np.float32), clean, np.zeros(3 * SR, np.float32)])
+        r = run(ann, ["vad"], item_of(padded))["vad"]
+        truth = alone["speech_s"] / (len(padded) / SR)  # the speech is the same; only silence was added
+        assert r["speech_ratio"] == pytest.approx(truth, abs=0.1), name
+        # and the padding itself is found to be silence
+        assert r["speech_segments"][0]["start_s"] >= 2.9 and r["speech_segments"][-1]["end_s"] <= len(padded) / SR - 2.9
+
+
+def test_snr_tracks_white_noise_mixed_at_0_10_20_db(ann, speech):
+    rng = np.random.default_rng(1)
+    pad = np.zeros(SR, np.float32)
+    clean = np.concatenate([pad, speech, pad])
+    vad = run(ann, ["vad"], item_of(clean))["vad"]
+    mask = np.zeros(len(clean), bool)
+    for s in vad["speech_segments"]:
+        mask[int(s["start_s"] * SR): int(s["end_s"] * SR)] = True
+    speech_power = np.mean(clean[mask].astype(np.float64) ** 2)  # active speech level
+    estimates = []
+    for snr in (0, 10, 20):
+        noise = rng.standard_normal(len(clean)) * np.sqrt(speech_power / 10 ** (snr / 10))
+        noisy = (clean + noise).astype(np.float32)
+        r = run(ann, ["vad", "snr"], item_of(noisy))["snr"]
+        assert r["status"] == "ok" and r["snr_db"] == pytest.approx(snr, abs=3.0), (snr, r)
+        estimates.append(r["snr_db"])
+    assert estimates[0] < estimates[1] < estimates[2]
+
+
+def test_snr_falls_back_to_wada_without_enough_non_speech(ann, speech):
+    """Continuous speech has no noise-only region: the blind WADA estimate is used, and it tracks SNR."""
+    from annotators.snr import Snr
+
+    blind = Snr({"min_noise_s": 1e6})  # as if the VAD had found no pause at all
+    rng = np.random.default_rng(2)
+    estimates = []
+    for snr in (0, 10, 20):
+        noise = rng.standard_normal(len(speech)).astype(np.float32) * np.std(speech) / 10 ** (snr / 20)
+        item = item_of(speech + noise)
+        item.upstream = run(ann, ["vad"], item)
+        r = blind.check(blind.run_one(item))
+        assert r["method"] == "wada"
+        estimates.append(r["snr_db"])
+    assert estimates[0] < estimates[1] < estimates[2]
+    assert estimates[1] == pytest.approx(10, abs=5)
+
+
+def test_bandwidth_tells_narrowband_upsampled_from_wideband(ann, corpus_dir):
+    import soxr
+
+    x, sr = sf.read(corpus_dir / "speech/en/LJ001-0001.wav", dtype="float32")
+    wide = run(ann, ["bandwidth"], item_of(x, sr))["bandwidth"]
+    assert wide["effective_hz"] > 6000
+    narrow = soxr.resample(x, sr, 8000)  # a telephone band: nothing above 4 kHz
+    for up in (16000, 48000):
+        r = run(ann, ["bandwidth"], item_of(soxr.resample(narrow, 8000, up), up))["bandwidth"]
+        assert 3500 <= r["effective_hz"] <= 4500, (up, r)
+        assert r["nyquist_hz"] == up / 2
+
+
+@pytest.mark.parametrize("f0", [150.0, 220.0])
+def test_pitch_of_a_harmonic_tone(ann, f0):
+    t = np.arange(2 * SR) / SR
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 8)).astype(np.float32) * 0.1
+    r = run(ann, ["vad", "pitch"], item_of(x))["pitch"]
+    assert r["f0_median_hz"] == pytest.approx(f0, rel=0.02)
+    assert r["voiced_ratio"] > 0.9
+
+
+def test_pitch_on_real_speech_is_in_the_voice_range(ann, corpus_dir):
+    r = run(ann, ["vad", "pitch"], item_of(load_16k(corpus_dir / "speech/en/LJ001-0015.wav")))["pitch"]
+    assert r["region"] == "speech" and 150 < r["f0_median_hz"] < 300  # LJ Speech: one female reader
+    assert 0.3 < r["voiced_ratio"] < 0.95
+
+
+def test_quality_scores_clean_speech_above_noise(ann, speech):
+    rng = np.random.default_rng(3)
+    clean = run(ann, ["quality"], item_of(speech))["quality"]
+    noisy_x = speech + rng.standard_normal(len(speech)).astype(np.float32) * np.std(speech)
+    noisy = run(ann, ["quality"], item_of(noisy_x))["quality"]
+    assert 1 <= noisy["ovrl"] < clean["ovrl"] <= 5
+    assert noisy["bak"] < clean["bak"]
+    assert clean["n_windows"] == 1
+
+
+def test_quality_matches_speechmos_on_a_single_window(ann, corpus_dir):
+    """On a 9.01-10 s clip speechmos scores exactly one window too: the scores must be its scores."""
+    from speechmos import dnsmos
+
+    clip = load_16k(corpus_dir / "speech/en/LJ001-0001.wav")[: int(9.5 * SR)]
+    ours = run(ann, ["quality"], item_of(clip))["quality"]
+    ref = dnsmos.run(clip, SR)
+    assert ours["ovrl"] == pytest.approx(ref["ovrl_mos"], abs=1e-3)
+    assert ours["p808"] == pytest.approx(ref["p808_mos"], abs=1e-3)
+
+
+# ---------------------------------------------------------------- decoder: formats and failures
+
+FORMATS = [
+    ("pcm16.wav", dict(subtype="PCM_16"), 16000),
+    ("float.wav", dict(subtype="FLOAT"), 22050),
+    ("mulaw.wav", dict(subtype="ULAW"), 8000),
+    ("pcm16.flac", dict(subtype="PCM_16", fmt="FLAC"), 44100),
+    ("pcm24.flac", dict(subtype="PCM_24", fmt="FLAC"), 48000),
+    ("vorbis.ogg", dict(subtype="VORBIS", fmt="OGG"), 44100),
+]
+AV_FORMATS = [
+    ("lame.mp3", dict(codec="libmp3lame"), 24000),
+    ("aac.m4a", dict(codec="aac", fmt="mp4"), 44100),
+    ("opus.opus", dict(codec="libopus", fmt="ogg"), 48000),
+    ("video_track.mp4", dict(codec="aac", fmt="mp4", with_video=True), 16000),
+]
+
+
+@pytest.mark.parametrize("name,kw,rate", FORMATS + AV_FORMATS, ids=[f[0] for f in FORMATS + AV_FORMATS])
+def test_decoder_reads_real_archive_formats(tmp_path, name, kw, rate):
+    x = tone(440.0, 1.5, sr=rate, dbfs=-20.0)
+    if (name, kw, rate) in AV_FORMATS:
+        path = encode_av(tmp_path / name, x, rate, **kw)
+    else:
+        path = write_wav(tmp_path / name, x, sr=rate, **kw)
+    with open(path, "rb") as f:
+        d = decode(f)
+    assert d.native_rate == rate and d.channels == 1
+    assert d.duration_s == pytest.approx(1.5, abs=0.06)  # codec priming/padding
+    rms = float(np.sqrt(np.mean(d.samples[SR // 10: -SR // 10] ** 2)))
+    assert 20 * np.log10(rms) == pytest.approx(-23.0, abs=0.6)
+    assert len(d.samples) == pytest.approx(len(x) * SR / rate, rel=0.05)
+
+
+def _bytes(x, sr, **kw) -> io.BytesIO:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=kw.pop("format", "WAV"), **kw)
+    buf.seek(0)
+    return buf
+
+
+def test_decoder_reports_failures_as_codes(tmp_path):
+    nan = tone(seconds=0.5)
+    nan[100] = np.nan
+    cases = {
+        "NON_FINITE": _bytes(nan, SR, subtype="FLOAT"),
+        "EMPTY": io.BytesIO(b""),
+        "UNKNOWN_FORMAT": io.BytesIO(b"\x00\x01garbage" * 500),
+    }
+    flac = _bytes(np.random.default_rng(0).normal(0, 0.1, SR * 4).astype(np.float32), SR, format="FLAC").getvalue()
+    cases["TRUNCATED"] = io.BytesIO(flac[: len(flac) // 2])
+    for code, f in cases.items():
+        with pytest.raises(DecodeError) as err:
+            decode(f)
+        assert err.value.code.value == code, (code, str(err.value))
+    with pytest.raises(DecodeError) as err:
+        decode(_bytes(tone(seconds=3.0), SR), DecodeLimits(max_duration_s=2.0))
+    assert err.value.code.value == "TOO_LONG"
+
+
+def test_stereo_is_mixed_down_and_kept_native(corpus_dir):
+    with open(corpus_dir / "speech/en/LDC93S1_44k1_stereo.wav", "rb") as f:
+        d = decode(f)
+    assert d.channels == 2 and d.native_rate == 44100
+    assert len(d.samples) == pytest.approx(2.925 * SR, abs=8)
+
+
+def test_importing_annotators_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, annotators; heavy = [m for m in ('torch', 'ctranslate2', 'librosa', 'faster_whisper', "
+            "'pyspark') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
