@@ -44,7 +44,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python -m bench.run --out BENCHMARKS.md
+	$(BIN)/python -m bench.annotators_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.ingest_bench --out BENCHMARKS.md
 
 clean:
 	rm -rf $(WAREHOUSE) .pytest_cache

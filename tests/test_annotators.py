@@ -234,3 +234,18 @@ def test_importing_annotators_is_light():
             "'pyspark') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_quality_coverage_samples_evenly_spaced_windows():
+    from annotators.quality import SR as QSR
+    from annotators.quality import WINDOW_S, _windows
+
+    n = int(WINDOW_S * QSR)
+    x = np.arange(60 * QSR, dtype=np.float32)
+    full = _windows(x, 1.0)
+    assert len(full) == 7 and full[0][0] == 0 and full[-1][-1] == x[-1]  # last window aligned to the end
+    sampled = _windows(x, 0.3)
+    assert len(sampled) == 2 and sampled[0][0] == 0 and sampled[-1][-1] == x[-1]
+    assert all(len(w) == n for w in sampled)
+    short = _windows(x[: 4 * QSR], 0.3)
+    assert len(short) == 1 and len(short[0]) == n  # tiled, as speechmos does
