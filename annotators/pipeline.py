@@ -25,6 +25,8 @@ class FileInput:
     audio_id: str
     open: Callable[[], Any]  # returns a context manager yielding a seekable binary file
     meta: dict = field(default_factory=dict)
+    only: set[str] | None = None  # annotators to run for this file (None: all of the pipeline's)
+    upstream: dict[str, dict] = field(default_factory=dict)  # current results of the others, as inputs
 
 
 @dataclass
@@ -66,21 +68,25 @@ class Pipeline:
         return audio, info
 
     def run(self, inputs: list[FileInput]) -> list[FileOutput]:
+        """Decode each file once, then run each annotator over the files that need it, in order."""
         decoded = [self.decode_one(i) for i in inputs]
         outputs = [FileOutput(i.audio_id, info, {}) for i, (_, info) in zip(inputs, decoded)]
-        live = [(k, audio) for k, (audio, _) in enumerate(decoded) if audio is not None]
-        for k, (audio, info) in enumerate(decoded):
-            if audio is None:
-                for a in self.annotators:
-                    outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
-        items = [audio for _, audio in live]
+        for inp, (audio, _) in zip(inputs, decoded):
+            if audio is not None:
+                audio.upstream.update(inp.upstream)
         for a in self.annotators:
+            wanted = [k for k, inp in enumerate(inputs) if inp.only is None or a.name in inp.only]
+            live = [k for k in wanted if decoded[k][0] is not None]
+            for k in wanted:
+                audio, info = decoded[k]
+                if audio is None:
+                    outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
             start = time.perf_counter()
-            results = self._annotate(a, items)
+            results = self._annotate(a, [decoded[k][0] for k in live])
             self.seconds[a.name] += time.perf_counter() - start
-            for (k, audio), result in zip(live, results):
+            for k, result in zip(live, results):
                 outputs[k].results[a.name] = result
-                audio.upstream[a.name] = result
+                decoded[k][0].upstream[a.name] = result
         return outputs
 
     def _annotate(self, a: Annotator, items: list[AudioItem]) -> list[dict]:

@@ -22,6 +22,7 @@ FRAME = 1024
 class Pitch(Annotator):
     name = "pitch"
     version = "1.0.0"
+    uses = ("vad",)  # pitch over speech when VAD ran, else over active frames
     default_params = {"fmin_hz": 60.0, "fmax_hz": 500.0, "voicing_corr": 0.6, "active_db": 40.0}
     fields = [
         pa.field("f0_mean_hz", pa.float64()),

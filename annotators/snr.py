@@ -39,8 +39,8 @@ def _wada_table() -> np.ndarray:
 
 
 def wada_snr(x: np.ndarray) -> float | None:
-    x = x[np.abs(x) > 0] if np.any(x) else x
-    if x.size < 1600:
+    x = x[np.abs(x) > 0]
+    if x.size < 1600:  # silence, or too little signal for an amplitude distribution
         return None
     z = np.abs(x.astype(np.float64)) / np.max(np.abs(x))
     z = np.maximum(z, 1e-20)

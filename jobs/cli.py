@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("ingest", "list, probe and hash audio files into bronze.audio_files"),
     ]:
         _common(sub.add_parser(name, help=help_text), sources=True)
+    _common(sub.add_parser("annotate", help="annotate bronze audio into silver.annotations"), sources=True)
     sql = sub.add_parser("sql", help="run SQL over the warehouse's tables")
     _common(sql, sources=False)
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table")

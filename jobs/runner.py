@@ -25,26 +25,34 @@ def dispatch(args, config: Config) -> int:
         from jobs.sql import run_sql
 
         return run_sql(spark, warehouse, args.query, args.format, args.limit)
-    if args.command in ("ingest", "run"):
+    if args.command in ("ingest", "annotate", "run"):
         return run_stages(spark, config, warehouse, job=args.command)
     raise ConfigError(f"unknown command {args.command}")
 
 
 def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
-    """Run the pipeline stages that exist for `job`, with one ledger row for the whole run."""
+    """Run the pipeline stages of `job`, with one ledger row for the whole run."""
+    from jobs.annotate import run_annotate
     from jobs.cli import EXIT_OK
     from jobs.ingest import run_ingest
+    from schemas.silver import SILVER
     from schemas.tables import BRONZE, QUARANTINE
 
     warehouse.attach()
     record = RunRecord(job=job, config_hash=config.hash())
+    results = {}
     try:
-        with record.stage("ingest"):
-            result = run_ingest(spark, config, warehouse, record)
+        if job == "ingest" or (job == "run" and (config.sources or config.manifests)):
+            with record.stage("ingest"):
+                results["ingest"] = run_ingest(spark, config, warehouse, record)
+        elif job == "ingest":
+            raise ConfigError("nothing to ingest: pass --source PATH and/or --manifest FILE")
+        if job in ("annotate", "run"):
+            with record.stage("annotate"):
+                results["annotate"] = run_annotate(spark, config, warehouse, record)
         record.status = "succeeded"
         record.delta_versions = {
-            BRONZE.qualified: warehouse.table_version(BRONZE),
-            QUARANTINE.qualified: warehouse.table_version(QUARANTINE),
+            spec.qualified: warehouse.table_version(spec) for spec in (BRONZE, SILVER, QUARANTINE)
         }
     except ConfigError:
         raise
@@ -54,19 +62,29 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
         write_run(warehouse, record)
         raise
     write_run(warehouse, record)
-    print_ingest_summary(result, record)
+    print_summary(results, record)
     return EXIT_OK
 
 
-def print_ingest_summary(result, record: RunRecord) -> None:
-    lines = [
-        f"run {record.run_id}: {record.status}",
-        f"  listed            {result.listed} files",
-        f"  new or changed    {result.new_or_changed}",
-        f"  probed ok         {result.probed_ok} ({result.audio_seconds / 3600:.3f} h of audio)",
-        f"  quarantined       {result.quarantined}"
-        + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(result.errors_by_code.items())) + ")"
-           if result.errors_by_code else ""),
-        f"  wall seconds      {record.stage_seconds}",
-    ]
+def print_summary(results: dict, record: RunRecord) -> None:
+    lines = [f"run {record.run_id}: {record.status}"]
+    ingest = results.get("ingest")
+    if ingest:
+        lines += [
+            f"  listed            {ingest.listed} files",
+            f"  new or changed    {ingest.new_or_changed}",
+            f"  probed ok         {ingest.probed_ok} ({ingest.audio_seconds / 3600:.3f} h of audio)",
+            f"  quarantined       {ingest.quarantined}"
+            + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(ingest.errors_by_code.items())) + ")"
+               if ingest.errors_by_code else ""),
+        ]
+    annotate = results.get("annotate")
+    if annotate:
+        lines.append(f"  annotated         {annotate.annotated} files ({annotate.audio_seconds / 3600:.3f} h)")
+        for name, m in annotate.by_annotator.items():
+            lines.append(f"    {name:<10} ok {int(m['ok']):>5}  failed {int(m['failed']):>4}  "
+                         f"skipped {int(m['skipped']):>4}  {m['seconds']:8.1f} s")
+        if annotate.errors_by_code:
+            lines.append("    failures: " + ", ".join(f"{k}: {v}" for k, v in sorted(annotate.errors_by_code.items())))
+    lines.append(f"  wall seconds      { {k: v for k, v in record.stage_seconds.items() if '.' not in k} }")
     print("\n".join(lines))

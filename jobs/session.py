@@ -65,7 +65,6 @@ def build_session(config: Config, app_name: str | None = None):
     conf: dict[str, str] = {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "spark.sql.shuffle.partitions": str(spark_cfg.get("shuffle_partitions", 8)),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
@@ -79,6 +78,11 @@ def build_session(config: Config, app_name: str | None = None):
         conf["spark.ui.enabled"] = "false"
         conf["spark.driver.memory"] = spark_cfg.get("driver_memory", "2g")
         conf["spark.ui.showConsoleProgress"] = "false"
+        # small local tables: Delta's log replay and shuffles default to 50/200 partitions, which costs
+        # seconds per operation on a laptop; a cluster keeps Spark's and Delta's own defaults
+        cores = os.cpu_count() or 2
+        conf["spark.sql.shuffle.partitions"] = str(spark_cfg.get("shuffle_partitions") or max(2, cores))
+        conf["spark.databricks.delta.snapshotPartitions"] = str(max(1, min(cores, 8)))
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if not delta_given:

@@ -33,10 +33,14 @@ class Warehouse:
     def path(self, spec: TableSpec) -> str:
         return f"{self.root}/{spec.database}/{spec.name}"
 
-    def attach(self, specs=ALL_TABLES) -> None:
+    def attach(self, specs=None) -> None:
         """Create missing tables and register all of them in this session's catalog."""
         from delta.tables import DeltaTable
 
+        if specs is None:
+            from schemas.silver import SILVER
+
+            specs = (*ALL_TABLES, SILVER)
         previous = self.spark.conf.get(ATTACHED_CONF, None)
         for spec in specs:
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
