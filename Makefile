@@ -10,7 +10,7 @@ MODELS := .deps/models/.ready
 WAREHOUSE ?= warehouse
 export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean dist
 
 setup: $(STAMP) $(DELTA_JARS) $(MODELS)
 
@@ -46,6 +46,14 @@ lint: $(STAMP)
 bench: setup
 	$(BIN)/python -m bench.annotators_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.ingest_bench --out BENCHMARKS.md
+
+# The code as one zip for spark-submit --py-files (executors also need the pinned requirements).
+dist: $(STAMP)
+	mkdir -p dist && rm -f dist/voxlake.zip
+	$(BIN)/python -c "import shutil, zipfile, pathlib; z = zipfile.ZipFile('dist/voxlake.zip', 'w'); \
+	  [z.write(p) for d in ('jobs', 'annotators', 'udfs', 'schemas', 'expectations') \
+	   for p in sorted(pathlib.Path(d).rglob('*')) if p.is_file() and '__pycache__' not in p.parts]"
+	@echo "dist/voxlake.zip"
 
 clean:
 	rm -rf $(WAREHOUSE) .pytest_cache

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from annotators.base import OK, Annotator, AnnotationError, AudioItem, Resources, SkipAnnotation, params_hash
+from annotators.base import OK, AnnotationError, Annotator, AudioItem, Resources, SkipAnnotation, params_hash
 from schemas.errors import ErrorCode
 
 log = logging.getLogger(__name__)

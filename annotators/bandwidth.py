@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from annotators.base import Annotator, AnnotationError, AudioItem
+from annotators.base import AnnotationError, Annotator, AudioItem
 from schemas.errors import ErrorCode
 
 

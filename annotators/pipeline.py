@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
-from annotators.base import FAILED, Annotator, AnnotationError, AudioItem
+from annotators.base import FAILED, AnnotationError, Annotator, AudioItem
 from annotators.decode import DecodeError, DecodeLimits, decode
 from schemas.errors import ErrorCode
 
@@ -70,8 +71,8 @@ class Pipeline:
     def run(self, inputs: list[FileInput]) -> list[FileOutput]:
         """Decode each file once, then run each annotator over the files that need it, in order."""
         decoded = [self.decode_one(i) for i in inputs]
-        outputs = [FileOutput(i.audio_id, info, {}) for i, (_, info) in zip(inputs, decoded)]
-        for inp, (audio, _) in zip(inputs, decoded):
+        outputs = [FileOutput(i.audio_id, info, {}) for i, (_, info) in zip(inputs, decoded, strict=True)]
+        for inp, (audio, _) in zip(inputs, decoded, strict=True):
             if audio is not None:
                 audio.upstream.update(inp.upstream)
         for a in self.annotators:
@@ -84,7 +85,7 @@ class Pipeline:
             start = time.perf_counter()
             results = self._annotate(a, [decoded[k][0] for k in live])
             self.seconds[a.name] += time.perf_counter() - start
-            for k, result in zip(live, results):
+            for k, result in zip(live, results, strict=True):
                 outputs[k].results[a.name] = result
                 decoded[k][0].upstream[a.name] = result
         return outputs

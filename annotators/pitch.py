@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from annotators.base import OK, Annotator, AnnotationError, AudioItem
+from annotators.base import OK, AnnotationError, Annotator, AudioItem
 from annotators.vad import speech_mask
 from schemas.errors import ErrorCode
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from annotators.base import Annotator, AnnotationError, AudioItem, Resources
+from annotators.base import AnnotationError, Annotator, AudioItem, Resources
 from schemas.errors import ErrorCode
 
 WINDOW_S = 9.01

@@ -166,7 +166,7 @@ class Text(Annotator):
             offsets.append((start, len(joined) - 1))
 
         def span(m):
-            hit = [w for w, (a, b) in zip(words, offsets) if a < m.end() and b > m.start()]
+            hit = [w for w, (a, b) in zip(words, offsets, strict=True) if a < m.end() and b > m.start()]
             return hit[0]["start_s"], hit[-1]["end_s"]
 
         found, taken = [], []

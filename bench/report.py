@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HEADER = "# voxlake benchmarks\n\nWritten by `make bench` (each section by its own script; see bench/).\n"
@@ -20,7 +20,7 @@ def machine() -> str:
 
 def write_section(path: Path, key: str, body: str) -> None:
     text = path.read_text() if path.exists() else HEADER
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = f"<!-- {key}:start -->\n{body.rstrip()}\n\n_Measured {stamp} on {machine()}._\n<!-- {key}:end -->"
     pattern = re.compile(rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

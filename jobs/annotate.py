@@ -254,7 +254,8 @@ def _quarantine_decode_failures(spark, warehouse: Warehouse, result, run_id: str
     )
     rows = bronze.join(failed, "audio_id").select(
         "uri", "audio_id", F.lit("annotate").alias("stage"), "error_code", "reason",
-        F.lit(None).cast("array<string>").alias("failed_expectations"), F.lit(run_id).alias("run_id"),
+        F.lit(None).cast("array<string>").alias("failed_expectations"),
+        F.lit(None).cast("string").alias("recipe_hash"), F.lit(None).cast("timestamp").alias("annotated_at"), F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("first_seen"), F.current_timestamp().alias("last_seen"),
     ).where(F.col("error_code").isin(PERMANENT_DECODE_ERRORS))
     if rows.isEmpty():

@@ -1,4 +1,5 @@
-"""The `voxlake` command line. Exit codes: 0 done, 1 quality gate blocked publishing, 2 bad usage/config.
+"""The `voxlake` command line. Exit codes: 0 done, 1 quality gate blocked publishing, 2 bad usage/config,
+3 the job failed (an error that is not about one file: the log and ops.runs say what).
 
 Results go to stdout; all logging goes to stderr, so `voxlake sql --format json ... | jq` works.
 """
@@ -12,7 +13,7 @@ from jobs.config import ConfigError, load_config
 
 log = logging.getLogger("voxlake")
 
-EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         _common(sub.add_parser(name, help=help_text), sources=True)
     _common(sub.add_parser("annotate", help="annotate bronze audio into silver.annotations"), sources=True)
+    _common(sub.add_parser("publish", help="validate silver with the GX suites; publish gold, quarantine the rest"),
+            sources=True)
     sql = sub.add_parser("sql", help="run SQL over the warehouse's tables")
     _common(sql, sources=False)
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -75,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"voxlake: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # the run is recorded as failed in ops.runs before we get here
+        log.exception("the %s job failed", args.command)
+        print(f"voxlake: {args.command} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}",
+              file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

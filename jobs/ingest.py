@@ -20,7 +20,7 @@ if __name__ == "__main__" and __package__ in (None, ""):  # spark-submit jobs/in
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.config import Config, ConfigError
-from jobs.ledger import RunRecord, write_run
+from jobs.ledger import RunRecord
 from jobs.warehouse import Warehouse
 from schemas.errors import ErrorCode
 from schemas.tables import BRONZE, QUARANTINE
@@ -243,8 +243,8 @@ def _fingerprint(F):
 
 def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> IngestResult:
     from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     from udfs.probe import make_probe_fn
 
@@ -368,6 +368,7 @@ def _merge_quarantine(spark, warehouse: Warehouse, probed, run_id: str) -> None:
         "error_code",
         F.col("error_message").alias("reason"),
         F.lit(None).cast("array<string>").alias("failed_expectations"),
+        F.lit(None).cast("string").alias("recipe_hash"), F.lit(None).cast("timestamp").alias("annotated_at"),
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("first_seen"),
         F.current_timestamp().alias("last_seen"),

@@ -6,7 +6,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from schemas.tables import RUNS
 
@@ -23,7 +23,7 @@ def code_version() -> str:
 
 
 def new_run_id(job: str) -> str:
-    return f"{job}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    return f"{job}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -31,7 +31,7 @@ class RunRecord:
     job: str
     config_hash: str
     run_id: str = ""
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     status: str = "running"
     rows_in: int = 0
@@ -79,7 +79,7 @@ class RunRecord:
 
 def write_run(warehouse, record: RunRecord) -> None:
     """Append the run's row to ops.runs. The ledger is append-only: one new version per run."""
-    record.finished_at = record.finished_at or datetime.now(timezone.utc)
+    record.finished_at = record.finished_at or datetime.now(UTC)
     df = warehouse.spark.createDataFrame([record.as_row()], schema=RUNS.schema)
     df.write.format("delta").mode("append").save(warehouse.path(RUNS))
     log.info("run %s recorded in %s (%s)", record.run_id, RUNS.qualified, record.status)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 
 from jobs.config import Config, ConfigError
 from jobs.ledger import RunRecord, write_run
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def dispatch(args, config: Config) -> int:
-    from jobs.cli import EXIT_OK, EXIT_USAGE
+    from jobs.cli import EXIT_USAGE
 
     try:
         spark = build_session(config, app_name=f"voxlake-{args.command}")
@@ -25,16 +26,31 @@ def dispatch(args, config: Config) -> int:
         from jobs.sql import run_sql
 
         return run_sql(spark, warehouse, args.query, args.format, args.limit)
-    if args.command in ("ingest", "annotate", "run"):
+    if args.command in ("ingest", "annotate", "publish", "run"):
         return run_stages(spark, config, warehouse, job=args.command)
     raise ConfigError(f"unknown command {args.command}")
 
 
+@dataclass
+class Outcome:
+    exit_code: int
+    record: RunRecord
+    results: dict
+
+
 def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
+    outcome = execute(spark, config, warehouse, job)
+    print_summary(outcome.results, outcome.record)
+    return outcome.exit_code
+
+
+def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
     """Run the pipeline stages of `job`, with one ledger row for the whole run."""
     from jobs.annotate import run_annotate
-    from jobs.cli import EXIT_OK
+    from jobs.cli import EXIT_BLOCKED, EXIT_OK
     from jobs.ingest import run_ingest
+    from jobs.publish import run_publish
+    from schemas.gold import SEGMENTS, UTTERANCES
     from schemas.silver import SILVER
     from schemas.tables import BRONZE, QUARANTINE
 
@@ -50,9 +66,16 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
         if job in ("annotate", "run"):
             with record.stage("annotate"):
                 results["annotate"] = run_annotate(spark, config, warehouse, record)
-        record.status = "succeeded"
+        exit_code = EXIT_OK
+        if job in ("publish", "run"):
+            with record.stage("publish"):
+                results["publish"] = run_publish(spark, config, warehouse, record)
+            if results["publish"].blocked:
+                exit_code = EXIT_BLOCKED
+        record.status = "blocked" if exit_code == EXIT_BLOCKED else "succeeded"
         record.delta_versions = {
-            spec.qualified: warehouse.table_version(spec) for spec in (BRONZE, SILVER, QUARANTINE)
+            spec.qualified: warehouse.table_version(spec)
+            for spec in (BRONZE, SILVER, QUARANTINE, UTTERANCES, SEGMENTS)
         }
     except ConfigError:
         raise
@@ -62,8 +85,7 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
         write_run(warehouse, record)
         raise
     write_run(warehouse, record)
-    print_summary(results, record)
-    return EXIT_OK
+    return Outcome(exit_code, record, results)
 
 
 def print_summary(results: dict, record: RunRecord) -> None:
@@ -86,5 +108,20 @@ def print_summary(results: dict, record: RunRecord) -> None:
                          f"skipped {int(m['skipped']):>4}  {m['seconds']:8.1f} s")
         if annotate.errors_by_code:
             lines.append("    failures: " + ", ".join(f"{k}: {v}" for k, v in sorted(annotate.errors_by_code.items())))
+    publish = results.get("publish")
+    if publish:
+        if publish.blocked:
+            lines.append("  PUBLISH BLOCKED   critical checks failed, gold unchanged: "
+                         + ", ".join(f"{c['name']} (observed {c['observed']})" for c in publish.failed_checks))
+        else:
+            lines.append(f"  judged            {publish.candidates} files: {publish.published} curated, "
+                         f"{publish.quarantined} quarantined")
+        if publish.rejected_by:
+            lines.append("    rejected by: " + ", ".join(f"{k}: {v}" for k, v in sorted(publish.rejected_by.items())))
+        if publish.docs_path:
+            lines.append(f"  data docs         {publish.docs_path}")
+    if record.delta_versions:
+        lines.append("  delta versions    " + ", ".join(f"{k}@{v}" for k, v in record.delta_versions.items()
+                                                      if v is not None))
     lines.append(f"  wall seconds      { {k: v for k, v in record.stage_seconds.items() if '.' not in k} }")
     print("\n".join(lines))

@@ -46,11 +46,16 @@ def _local_delta_jars() -> list[str]:
 
 
 def _submitted_conf() -> dict[str, str]:
-    """Settings spark-submit handed to this driver (empty when run as a plain Python program)."""
-    if not os.environ.get("SPARK_ENV_LOADED") and "PYSPARK_GATEWAY_PORT" not in os.environ:
-        return {}
-    from pyspark import SparkConf
+    """Settings spark-submit handed to this driver (empty when run as a plain Python program).
 
+    Under spark-submit the JVM is already up (PYSPARK_GATEWAY_PORT is set): connect to it first, or
+    SparkConf() reads nothing and our local defaults would override the master it was given.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
     return dict(SparkConf().getAll())
 
 

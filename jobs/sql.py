@@ -60,8 +60,8 @@ def _print_table(columns, rows, out) -> None:
     cells = [[("NULL" if v is None else str(_jsonable(v)))[:80] for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     line = "+".join("-" * (w + 2) for w in widths)
-    out.write(" | ".join(c.ljust(w) for c, w in zip(columns, widths)) + "\n")
+    out.write(" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
     out.write(line + "\n")
     for r in cells:
-        out.write(" | ".join(v.ljust(w) for v, w in zip(r, widths)) + "\n")
+        out.write(" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + "\n")
     out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")

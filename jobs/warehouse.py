@@ -37,10 +37,12 @@ class Warehouse:
         """Create missing tables and register all of them in this session's catalog."""
         from delta.tables import DeltaTable
 
+        from schemas.gold import CONSTRAINTS, SEGMENTS, UTTERANCES
+
         if specs is None:
             from schemas.silver import SILVER
 
-            specs = (*ALL_TABLES, SILVER)
+            specs = (*ALL_TABLES, SILVER, UTTERANCES, SEGMENTS)
         previous = self.spark.conf.get(ATTACHED_CONF, None)
         for spec in specs:
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
@@ -61,8 +63,23 @@ class Warehouse:
             if spec.partition_by:
                 builder = builder.partitionedBy(*spec.partition_by)
             builder.execute()
+            for name, check in CONSTRAINTS.get(spec, {}).items():
+                self.spark.sql(f"ALTER TABLE {spec.qualified} ADD CONSTRAINT {name} CHECK ({check})")
             log.info("created table %s at %s", spec.qualified, location)
         self.spark.conf.set(ATTACHED_CONF, self.root)
+        self.create_views()
+
+    def create_views(self) -> None:
+        """Day-one views (they live in the session catalog, so every session recreates them)."""
+        from jobs.views import VIEWS
+
+        existing = {(t.database, t.name) for db in ("gold", "ops") if self.spark.catalog.databaseExists(db)
+                    for t in self.spark.catalog.listTables(db)}
+        for name, sql in VIEWS.items():
+            db, view = name.split(".")
+            needs = [t for t in ("gold.utterances", "ops.quarantine") if t in sql]
+            if all(tuple(t.split(".")) in existing for t in needs):
+                self.spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
     def attach_existing(self) -> list[str]:
         """Register whatever Delta tables the warehouse holds (for `voxlake sql`); returns their names."""
@@ -80,6 +97,7 @@ class Warehouse:
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {db}.{table} USING DELTA LOCATION '{location}'")
             found.append(f"{db}.{table}")
         self.spark.conf.set(ATTACHED_CONF, self.root)
+        self.create_views()
         return found
 
     def _list_table_dirs(self) -> list[tuple[str, str]]:

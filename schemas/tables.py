@@ -58,6 +58,8 @@ OPS_QUARANTINE = StructType(
         _f("error_code", StringType(), False),
         _f("reason", StringType()),
         _f("failed_expectations", ArrayType(StringType())),
+        _f("recipe_hash", StringType(), True, "publish stage: the recipe that rejected it"),
+        _f("annotated_at", TimestampType(), True, "publish stage: the silver row version it judged"),
         _f("run_id", StringType()),
         _f("first_seen", TimestampType()),
         _f("last_seen", TimestampType()),

@@ -58,3 +58,49 @@ def corpus_dir():
 def corpus_manifest(corpus_dir):
     with open(corpus_dir / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.fixture(scope="session")
+def corpus_warehouse(spark, tmp_path_factory):
+    """The real corpus, the bad-input matrix and the bundled samples through `voxlake run`, once.
+
+    Several test modules assert on this one warehouse, so the expensive part (every annotator, real
+    models, on ~12 minutes of audio) runs once per test session.
+    """
+    import json
+
+    from audio_factory import make_bad_inputs
+
+    from jobs.config import load_config
+    from jobs.runner import execute
+    from jobs.warehouse import Warehouse
+
+    root = tmp_path_factory.mktemp("corpus_run")
+    bad = root / "bad_inputs"
+    expected_bad = make_bad_inputs(bad)
+    sources = [str(bad), str(REPO / "samples" / "audio")]
+    manifests = [str(REPO / "samples" / "manifest.jsonl")]
+    have_corpus = (CORPUS / "MANIFEST.tsv").exists()  # without it, the rest still runs
+    if have_corpus:
+        corpus_dir = CORPUS
+        with open(CORPUS / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
+            corpus_manifest = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        manifest = root / "corpus.jsonl"
+        sources.insert(0, str(CORPUS))
+        manifests.insert(0, str(manifest))
+    with open(root / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for m in (corpus_manifest if have_corpus else []):
+            entry = {"path": str(corpus_dir / m["path"]), "kind": m["kind"]}
+            if m["reference_transcript"]:
+                entry["text"] = m["reference_transcript"]
+            if m["language"]:
+                entry["language"] = m["language"]
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    config = load_config(
+        overrides={"warehouse": str(root / "wh"), "annotate": {"files_per_batch": 2}},
+        sources=sources,
+        manifests=manifests,
+    )
+    wh = Warehouse(spark, config.warehouse)
+    outcome = execute(spark, config, wh, "run")
+    return {"warehouse": wh, "config": config, "outcome": outcome, "bad_dir": bad, "expected_bad": expected_bad}

@@ -6,11 +6,11 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_factory import encode_av, load_16k, tone, write_wav
 
 from annotators.base import AudioItem
 from annotators.decode import DecodeError, DecodeLimits, decode, to_16k_mono
 from annotators.registry import build
-from audio_factory import encode_av, load_16k, tone, write_wav
 
 SR = 16000
 

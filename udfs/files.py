@@ -6,9 +6,10 @@ file in memory. Hadoop-style `file:/x` URIs (what Spark's listing returns) map t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import BinaryIO, Iterator
+from datetime import UTC, datetime
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 
@@ -57,7 +58,7 @@ def stat_uri(uri: str) -> tuple[int, datetime]:
         st = os.stat(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"not a file: {path}")
-        return st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+        return st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC)
     import pyarrow.fs as pafs
 
     fs, remote = pafs.FileSystem.from_uri(uri)

@@ -6,11 +6,11 @@ failing the task, so one bad file never fails the job.
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 
-from annotators.probe import Probe, probe_stream, sha256_stream, probe_bytes
+from annotators.probe import Probe, probe_bytes, probe_stream, sha256_stream
 from schemas.errors import ErrorCode
 from udfs.files import open_uri, stat_uri
 

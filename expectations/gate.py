@@ -1,0 +1,132 @@
+"""The publish gate: Great Expectations suites from the reviewable YAML files beside this module.
+
+GX reports; it does not block. This module turns its results into decisions: per row, the names of the
+expectations it broke (row suite), and for the batch, the critical failures that stop publishing
+(table suite). Validation results and Data Docs are kept in a GX file context under the warehouse.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+SUITES_DIR = Path(__file__).resolve().parent
+PLACEHOLDER = re.compile(r"^\$\{(recipe|critical)\.([A-Za-z0-9_]+)\}$")
+
+
+@dataclass
+class GateResult:
+    success: bool
+    row_failures: dict[str, list[str]] = field(default_factory=dict)  # audio_id -> expectation names
+    failed: list[dict] = field(default_factory=list)  # [{name, observed}] for table-level failures
+    docs_path: str | None = None
+
+
+def load_suite_spec(name: str, values: dict[str, dict]) -> dict:
+    """Read expectations/<name>.yaml and fill ${recipe.X} / ${critical.X} from the config."""
+    spec = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+
+    def fill(v):
+        if isinstance(v, str) and (m := PLACEHOLDER.match(v)):
+            section, key = m.groups()
+            if key not in values.get(section, {}):
+                raise KeyError(f"expectations/{name}.yaml needs publish.{section}.{key} in the config")
+            return values[section][key]
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return v
+
+    expectations = []
+    for e in spec["expectations"]:
+        e = {k: fill(v) for k, v in e.items()}
+        if e.pop("when", True) is False:
+            continue
+        expectations.append(e)
+    return {"name": spec["name"], "expectations": expectations}
+
+
+def _camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def build_suite(spec: dict):
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=spec["name"])
+    for e in spec["expectations"]:
+        e = dict(e)
+        name, kind = e.pop("name"), e.pop("type")
+        cls = getattr(gx.expectations, _camel(kind))
+        suite.add_expectation(cls(**e, meta={"name": name}))
+    return suite
+
+
+class Gate:
+    """A GX file context rooted in the warehouse (local warehouses), else an ephemeral one."""
+
+    def __init__(self, warehouse_root: str):
+        import great_expectations as gx
+
+        local = "://" not in warehouse_root or warehouse_root.startswith("file:")
+        if local:
+            root = Path(warehouse_root.replace("file:", "")) / "quality"
+            root.mkdir(parents=True, exist_ok=True)
+            self.context = gx.get_context(mode="file", project_root_dir=str(root))
+        else:  # object-store warehouse: results go to ops.runs; Data Docs need a local or hosted site
+            self.context = gx.get_context(mode="ephemeral")
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # GX draws a progress bar per metric batch: thousands of lines in a job log
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        self.source = self.context.data_sources.add_or_update_spark("voxlake")
+
+    def _checkpoint(self, suite_spec: dict, result_format: dict):
+        import great_expectations as gx
+
+        name = suite_spec["name"]
+        asset = next((a for a in self.source.assets if a.name == name), None) or \
+            self.source.add_dataframe_asset(name)
+        batch = next((b for b in asset.batch_definitions if b.name == "batch"), None) or \
+            asset.add_batch_definition_whole_dataframe("batch")
+        suite = self.context.suites.add_or_update(build_suite(suite_spec))
+        vd = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite)
+        )
+        return self.context.checkpoints.add_or_update(
+            gx.Checkpoint(name=f"{name}_checkpoint", validation_definitions=[vd],
+                          actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+                          result_format=result_format)
+        )
+
+    def validate_rows(self, df, suite_spec: dict) -> GateResult:
+        checkpoint = self._checkpoint(
+            suite_spec, {"result_format": "COMPLETE", "unexpected_index_column_names": ["audio_id"]}
+        )
+        result = checkpoint.run(batch_parameters={"dataframe": df})
+        failures: dict[str, list[str]] = {}
+        for run in result.run_results.values():
+            for r in run.results:
+                name = r.expectation_config.meta["name"]
+                for hit in r.result.get("unexpected_index_list") or []:
+                    failures.setdefault(hit["audio_id"], []).append(name)
+        return GateResult(success=not failures, row_failures=failures, docs_path=self.docs_path())
+
+    def validate_table(self, df, suite_spec: dict) -> GateResult:
+        checkpoint = self._checkpoint(suite_spec, {"result_format": "SUMMARY"})
+        result = checkpoint.run(batch_parameters={"dataframe": df})
+        failed = []
+        for run in result.run_results.values():
+            for r in run.results:
+                if not r.success:
+                    failed.append({"name": r.expectation_config.meta["name"],
+                                   "observed": r.result.get("observed_value", r.result.get("unexpected_percent"))})
+        return GateResult(success=not failed, failed=failed, docs_path=self.docs_path())
+
+    def docs_path(self) -> str | None:
+        sites = self.context.get_docs_sites_urls()
+        return sites[0]["site_url"] if sites else None

@@ -1,0 +1,23 @@
+"""SQL views users want on day one (recreated by every session that attaches the warehouse)."""
+
+VIEWS = {
+    "gold.dataset_summary": """
+        SELECT language, quality_band,
+               count(*) AS files,
+               round(sum(duration_s) / 3600, 4) AS hours,
+               round(sum(speech_s) / 3600, 4) AS speech_hours,
+               round(avg(dnsmos_ovrl), 3) AS mean_dnsmos,
+               round(percentile_approx(snr_db, 0.5), 2) AS median_snr_db,
+               round(avg(wer), 4) AS mean_wer_vs_reference
+        FROM gold.utterances
+        GROUP BY language, quality_band
+    """,
+    "ops.quarantine_summary": """
+        SELECT stage, error_code,
+               coalesce(array_join(failed_expectations, ', '), '') AS failed_expectations,
+               count(*) AS files,
+               max(last_seen) AS last_seen
+        FROM ops.quarantine
+        GROUP BY stage, error_code, coalesce(array_join(failed_expectations, ', '), '')
+    """,
+}

@@ -1,0 +1,144 @@
+"""spark-submit to a real local standalone cluster (master + worker from the pyspark package), with a
+fake GPU resource: same silver table as local mode; the task picks its assigned GPU address, falls back
+to CPU with a recorded note when CUDA is absent, or fails with an actionable message when told to."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pyspark
+import pytest
+import yaml
+from conftest import REPO
+
+from jobs.session import DELTA_JARS_DIR
+
+SPARK_HOME = Path(pyspark.__file__).parent
+FAKE_GPU = REPO / "tests" / "fake_gpu_discovery.sh"
+NAMES = ["levels", "vad", "snr", "pitch"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOG_DIR": str(root / "logs"),
+           "SPARK_PID_DIR": str(root / "pids"), "SPARK_WORKER_DIR": str(root / "work"),
+           "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=1 "
+                                f"-Dspark.worker.resource.gpu.discoveryScript={FAKE_GPU}"}
+    daemon = str(SPARK_HOME / "sbin" / "spark-daemon.sh")
+    port = free_port()
+    master = f"spark://127.0.0.1:{port}"
+    subprocess.run([daemon, "start", "org.apache.spark.deploy.master.Master", "1", "--host", "127.0.0.1",
+                    "--port", str(port), "--webui-port", str(free_port())], env=env, check=True)
+    subprocess.run([daemon, "start", "org.apache.spark.deploy.worker.Worker", "1", "--cores", "2",
+                    "--memory", "4g", "--webui-port", str(free_port()), master], env=env, check=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        logs = "".join(p.read_text(errors="replace") for p in (root / "logs").glob("*Worker*.out"))
+        if "Successfully registered with master" in logs:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the standalone worker did not register with the master")
+    py_files = root / "voxlake.zip"
+    with zipfile.ZipFile(py_files, "w") as z:
+        for pkg in ("jobs", "annotators", "udfs", "schemas", "expectations"):
+            for p in sorted((REPO / pkg).rglob("*")):
+                if p.is_file() and "__pycache__" not in p.parts:
+                    z.write(p, p.relative_to(REPO))
+    yield {"master": master, "env": env, "root": root, "py_files": py_files}
+    subprocess.run([daemon, "stop", "org.apache.spark.deploy.worker.Worker", "1"], env=env)
+    subprocess.run([daemon, "stop", "org.apache.spark.deploy.master.Master", "1"], env=env)
+
+
+def submit(cluster, job: str, *args: str, extra_conf: dict | None = None):
+    jars = ",".join(str(p) for p in sorted(DELTA_JARS_DIR.glob("*.jar")))
+    conf = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1",
+            "spark.executor.resource.gpu.discoveryScript": str(FAKE_GPU), "spark.executor.cores": "2",
+            "spark.executor.memory": "3g", "spark.pyspark.python": sys.executable, **(extra_conf or {})}
+    cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster["master"], "--jars", jars,
+           "--py-files", str(cluster["py_files"])]
+    for k, v in conf.items():
+        cmd += ["--conf", f"{k}={v}"]
+    cmd += [str(REPO / "jobs" / f"{job}.py"), *args]
+    return subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=900, cwd=REPO)
+
+
+def write_config(path: Path, **annotate) -> Path:
+    path.write_text(yaml.safe_dump({"annotate": {"annotators": NAMES, "files_per_batch": 2, **annotate}}))
+    return path
+
+
+def silver_rows(spark, warehouse: Path) -> dict:
+    df = spark.read.format("delta").load(str(warehouse / "silver" / "annotations"))
+    out = {}
+    for r in df.collect():
+        d = r.asDict(recursive=True)
+        out[d["audio_id"]] = d
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster_run(spark, cluster, tmp_path_factory):
+    """Ingest the samples (locally), then `spark-submit jobs/annotate.py` to the cluster."""
+    from jobs.config import load_config
+    from jobs.ingest import run_ingest
+    from jobs.ledger import RunRecord
+    from jobs.warehouse import Warehouse
+
+    root = tmp_path_factory.mktemp("cluster_run")
+    src = REPO / "samples" / "audio"
+    wh = root / "wh_cluster"
+    config = load_config(overrides={"warehouse": str(wh)}, sources=[str(src)])
+    warehouse = Warehouse(spark, config.warehouse)
+    warehouse.attach()
+    run_ingest(spark, config, warehouse, RunRecord(job="ingest", config_hash=config.hash()))
+    cfg = write_config(root / "cfg.yaml")
+    res = submit(cluster, "annotate", "--warehouse", str(wh), "--config", str(cfg))
+    assert res.returncode == 0, res.stderr[-4000:]
+    return {"warehouse": wh, "src": src, "root": root}
+
+
+def test_spark_submit_to_a_standalone_cluster_matches_local_mode(spark, cluster_run, make_config, warehouse_for):
+    from jobs.annotate import run_annotate
+    from jobs.ingest import run_ingest
+    from jobs.ledger import RunRecord
+
+    config = make_config(sources=[cluster_run["src"]], annotate={"annotators": NAMES, "files_per_batch": 2})
+    wh_local = warehouse_for(config)
+    for fn, job in ((run_ingest, "ingest"), (run_annotate, "annotate")):
+        fn(spark, config, wh_local, RunRecord(job=job, config_hash=config.hash()))
+
+    on_cluster = silver_rows(spark, cluster_run["warehouse"])
+    local = silver_rows(spark, Path(wh_local.root))
+    assert set(on_cluster) == set(local) and len(local) == 9
+    for audio_id, row in on_cluster.items():
+        for name in ("decode", *NAMES):
+            assert json.dumps(row[name], sort_keys=True) == json.dumps(local[audio_id][name], sort_keys=True), name
+        by = row["annotated_by"]
+        assert by["gpu_address"] == "0", by  # the address Spark assigned to the task
+        assert by["device"] == "cpu" and "fell back to CPU" in by["device_note"], by
+        assert local[audio_id]["annotated_by"]["gpu_address"] is None
+
+
+def test_gpu_fallback_fail_stops_with_an_actionable_message(cluster, cluster_run):
+    # new work for the same warehouse (one changed param), on a cluster that must not fall back
+    cfg = write_config(cluster_run["root"] / "fail.yaml", gpu_fallback="fail",
+                       params={"levels": {"clip_threshold": 0.99}})
+    res = submit(cluster, "annotate", "--warehouse", str(cluster_run["warehouse"]), "--config", str(cfg),
+                 extra_conf={"spark.task.maxFailures": "1"})
+    assert res.returncode == 3, res.stderr[-3000:]
+    assert "CUDA sees 0 device(s)" in res.stderr and "gpu_fallback: cpu" in res.stderr

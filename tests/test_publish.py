@@ -1,0 +1,117 @@
+"""Quality gates and publishing on the shared corpus run: conservation, reasons, idempotency, blocking."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import REPO
+
+from jobs.config import deep_merge, load_config
+from jobs.runner import execute
+from schemas.gold import SEGMENTS, UTTERANCES
+from schemas.tables import BRONZE, QUARANTINE, RUNS
+
+
+def rows(spark, wh, spec):
+    return [r.asDict(recursive=True) for r in spark.read.format("delta").load(wh.path(spec)).collect()]
+
+
+def assert_conservation(spark, wh):
+    """Every bronze file is in exactly one of: gold (by its audio), quarantine (with a reason)."""
+    gold = {r["audio_id"] for r in rows(spark, wh, UTTERANCES)}
+    quarantine = {}
+    for r in rows(spark, wh, QUARANTINE):
+        quarantine.setdefault(r["uri"], []).append(r)
+    for b in rows(spark, wh, BRONZE):
+        in_gold = b["audio_id"] in gold
+        assert in_gold != (b["uri"] in quarantine), b["uri"]
+        for q in quarantine.get(b["uri"], []):
+            assert q["error_code"] and q["reason"], q
+    return gold, quarantine
+
+
+def rerun(spark, corpus_warehouse, **overrides):
+    base = corpus_warehouse["config"]
+    config = load_config(overrides=deep_merge(base.raw, overrides), sources=list(base.sources),
+                         manifests=list(base.manifests))
+    return execute(spark, config, corpus_warehouse["warehouse"], "run")
+
+
+def test_conservation_reasons_and_curation(spark, corpus_warehouse):
+    wh = corpus_warehouse["warehouse"]
+    assert corpus_warehouse["outcome"].exit_code == 0
+    gold, quarantine = assert_conservation(spark, wh)
+    by_name = {u.rsplit("/", 1)[1]: q for u, q in quarantine.items()}
+    # music and noise: quarantined by the expectation that caught them
+    for name in ("Kevin_MacLeod_-_Vibe_Ace.ogg", "glacier-bay-humpback.ogg", "speechbrain_noise2.wav",
+                 "pink_noise.wav", "tone_440hz.flac"):
+        if name not in by_name and not name.endswith((".wav", ".flac")):
+            pytest.skip("corpus absent")
+        (q,) = by_name[name]
+        assert q["stage"] == "publish" and "speech_ratio_floor" in q["failed_expectations"], q
+    # bad inputs: quarantined at the stage that found them
+    assert by_name["random_bytes.wav"][0]["stage"] == "ingest"
+    assert by_name["nan_float.wav"][0]["stage"] == "annotate"
+    # clean speech is curated
+    gold_rows = {r["uri"].rsplit("/", 1)[1]: r for r in rows(spark, wh, UTTERANCES)}
+    if "jfk.flac" in gold_rows or "LJ001-0001.wav" in by_name:
+        lj = [n for n in gold_rows if n.startswith("LJ001")]
+        assert "jfk.flac" in gold_rows and len(lj) >= 25, sorted(gold_rows)
+        jfk = gold_rows["jfk.flac"]
+        assert jfk["language"] == "en" and "country" in jfk["transcript"] and jfk["quality_band"]
+    segments = rows(spark, wh, SEGMENTS)
+    assert {s["audio_id"] for s in segments} == gold
+    assert all(s["words"] for s in segments if s["text"])
+
+
+def test_second_run_creates_no_new_versions(spark, corpus_warehouse):
+    wh = corpus_warehouse["warehouse"]
+    versions = {s.qualified: wh.table_version(s) for s in (BRONZE, QUARANTINE, UTTERANCES, SEGMENTS)}
+    outcome = rerun(spark, corpus_warehouse)
+    assert outcome.exit_code == 0
+    assert outcome.results["annotate"].candidates == 0 and outcome.results["publish"].candidates == 0
+    assert {s.qualified: wh.table_version(s) for s in (BRONZE, QUARANTINE, UTTERANCES, SEGMENTS)} == versions
+
+
+def test_failed_critical_check_blocks_publishing(spark, corpus_warehouse):
+    wh = corpus_warehouse["warehouse"]
+    before = (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(QUARANTINE))
+    outcome = rerun(spark, corpus_warehouse, publish={"critical": {"mean_dnsmos_min": 4.9}})
+    assert outcome.exit_code == 1
+    assert outcome.results["publish"].blocked
+    assert (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(QUARANTINE)) == before
+    last = sorted(rows(spark, wh, RUNS), key=lambda r: r["started_at"])[-1]
+    assert last["status"] == "blocked" and last["validation_success"] is False
+    assert "mean_dnsmos_in_range" in last["message"]
+
+
+def test_changing_a_row_threshold_moves_rows_and_keeps_conservation(spark, corpus_warehouse):
+    wh = corpus_warehouse["warehouse"]
+    gold_before = {r["audio_id"]: r["dnsmos_ovrl"] for r in rows(spark, wh, UTTERANCES)}
+    strict = rerun(spark, corpus_warehouse, publish={"recipe": {"dnsmos_ovrl_min": 3.3}})
+    assert strict.exit_code == 0
+    gold_strict, quarantine = assert_conservation(spark, wh)
+    moved = {a for a, ovrl in gold_before.items() if ovrl < 3.3}
+    assert moved, "the stricter floor should reject some curated rows"
+    assert gold_strict == set(gold_before) - moved
+    q_ids = {q["audio_id"]: q for qs in quarantine.values() for q in qs if q["stage"] == "publish"}
+    assert all("dnsmos_floor" in q_ids[a]["failed_expectations"] for a in moved)
+    # and back: the same rows return to gold and leave quarantine
+    back = rerun(spark, corpus_warehouse)
+    assert back.exit_code == 0
+    gold_back, _ = assert_conservation(spark, wh)
+    assert gold_back == set(gold_before)
+
+
+def readme_queries() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return [q.strip() for q in re.findall(r"```sql\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_example_queries_run_and_return_rows(spark, corpus_warehouse):
+    wh = corpus_warehouse["warehouse"]
+    wh.attach_existing()
+    queries = readme_queries()
+    assert len(queries) >= 4
+    for q in queries:
+        assert spark.sql(q).count() > 0, q
