@@ -46,6 +46,7 @@ lint: $(STAMP)
 bench: setup
 	$(BIN)/python -m bench.annotators_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.ingest_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.annotate_bench --out BENCHMARKS.md
 
 # The code as one zip for spark-submit --py-files (executors also need the pinned requirements).
 dist: $(STAMP)

@@ -76,7 +76,10 @@ def test_second_run_creates_no_new_versions(spark, corpus_warehouse):
 def test_failed_critical_check_blocks_publishing(spark, corpus_warehouse):
     wh = corpus_warehouse["warehouse"]
     before = (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(QUARANTINE))
-    outcome = rerun(spark, corpus_warehouse, publish={"critical": {"mean_dnsmos_min": 4.9}})
+    # a recipe change re-judges every row; the batch's mean DNSMOS cannot reach 4.9
+    outcome = rerun(spark, corpus_warehouse, publish={"recipe": {"snr_db_min": 5.5},
+                                                      "critical": {"mean_dnsmos_min": 4.9}})
+    assert outcome.results["publish"].candidates > 0
     assert outcome.exit_code == 1
     assert outcome.results["publish"].blocked
     assert (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(QUARANTINE)) == before
