@@ -127,14 +127,14 @@ def _attach_table_bytes(spark, config: Config, work):
     """Audio that lives in a table's bytes column (uri = table#key): join the bytes back in."""
     from pyspark.sql import functions as F
 
-    from jobs.ingest import _is_table, _list_table
+    from jobs.ingest import is_table, list_table
 
     table_sources = [r["source"] for r in work.where(F.col("uri").contains("#")).select("source").distinct().collect()]
     contents = []
     for source in table_sources:
-        kind = _is_table(spark, source)
+        kind = is_table(spark, source)
         if kind:
-            df = _list_table(spark, source, kind, config.section("ingest"))
+            df = list_table(spark, source, kind, config.section("ingest"))
             if "content" in df.columns:
                 contents.append(df.select("uri", "content"))
     if not contents:
@@ -168,14 +168,14 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     spec, ordered = annotate_spec(config, record.run_id)
     work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []))
     work = _attach_table_bytes(spark, config, work)
-    staging = f"{warehouse.root}/_staging/annotate/{record.run_id}"
+    staging = warehouse.staging("annotate", record.run_id)
     work.write.format("delta").mode("overwrite").save(staging + "_in")
     work = spark.read.format("delta").load(staging + "_in")
     stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
     n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
     log.info("annotate: %d files (%.1f s of audio) need work for %s", n, total_s, list(spec.names))
     if n == 0:
-        _remove(spark, staging + "_in")
+        warehouse.remove(staging + "_in")
         return AnnotateResult(0, 0, 0.0, {}, {})
 
     parallelism = spark.sparkContext.defaultParallelism
@@ -210,8 +210,8 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     )
     _quarantine_decode_failures(spark, warehouse, result, record.run_id)
     metrics = _metrics(spark, result, spec.names)
-    _remove(spark, staging)
-    _remove(spark, staging + "_in")
+    warehouse.remove(staging)
+    warehouse.remove(staging + "_in")
     record.rows_in += n
     record.audio_seconds += total_s
     for key, value in metrics["errors"].items():
@@ -268,12 +268,6 @@ def _quarantine_decode_failures(spark, warehouse: Warehouse, result, run_id: str
         .whenNotMatchedInsertAll()
         .execute()
     )
-
-
-def _remove(spark, path: str) -> None:
-    from jobs.ingest import _remove_path
-
-    _remove_path(spark, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ class IngestResult:
 
 # ---------------------------------------------------------------- listing (driver plans, executors list)
 
-def _is_table(spark, path: str) -> str | None:
+def is_table(spark, path: str) -> str | None:
     """'delta' or 'parquet' when the source is an audio table rather than a folder of files."""
     from delta.tables import DeltaTable
 
@@ -135,7 +135,7 @@ def _list_manifest(spark, manifest: str):
     return good, bad
 
 
-def _list_table(spark, source: str, kind: str, cfg: dict):
+def list_table(spark, source: str, kind: str, cfg: dict):
     """An audio table: rows name files (a path column) or carry bytes (a bytes column)."""
     from pyspark.sql import functions as F
 
@@ -200,9 +200,9 @@ def list_inputs(spark, config: Config):
         bad_frames.append(bad)
     for source in config.sources:
         uri = to_uri(source)
-        kind = _is_table(spark, uri)
+        kind = is_table(spark, uri)
         if kind:
-            df = _list_table(spark, uri, kind, cfg)
+            df = list_table(spark, uri, kind, cfg)
             if "content" not in df.columns:
                 df = df.withColumn("content", F.lit(None).cast("binary"))
             frames.append(df.withColumn("_prio", F.lit(1000)))
@@ -226,7 +226,10 @@ def list_inputs(spark, config: Config):
 
 # ---------------------------------------------------------------- the job
 
-def _fingerprint(F):
+def _fingerprint():
+    """Hash of what, when unchanged, lets a rerun skip a file without reading it."""
+    from pyspark.sql import functions as F
+
     return F.sha2(
         F.concat_ws(
             "|",
@@ -260,7 +263,7 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
         listing = listing.where(~(F.col("size_bytes").isNull() & F.col("content").isNull())).unionByName(
             needs_stat.mapInPandas(make_stat_fn(), listing.schema)
         )
-    listing = listing.withColumn("fingerprint", _fingerprint(F)).persist(StorageLevel.MEMORY_AND_DISK)
+    listing = listing.withColumn("fingerprint", _fingerprint()).persist(StorageLevel.MEMORY_AND_DISK)
     listed = listing.count()
 
     bronze = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "fingerprint")
@@ -315,7 +318,7 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
     # Stage the probe results in Delta before merging: `probed` is computed against bronze (the
     # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would
     # recompute it against the new bronze. Staging also keeps the expensive probe from running twice.
-    staging = f"{warehouse.root}/_staging/ingest/{record.run_id}"
+    staging = warehouse.staging("ingest", record.run_id)
     probed.select(*columns).write.format("delta").mode("overwrite").save(staging)
     probed = spark.read.format("delta").load(staging)
     stats = probed.groupBy("error_code").agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).collect()
@@ -334,7 +337,7 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
         )
         _merge_quarantine(spark, warehouse, probed, record.run_id)
     listing.unpersist()
-    _remove_path(spark, staging)
+    warehouse.remove(staging)
     record.rows_in += listed
     record.rows_out += ok
     record.rows_quarantined += sum(errors.values())
@@ -342,12 +345,6 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
     for code, n in errors.items():
         record.errors_by_code[code] = record.errors_by_code.get(code, 0) + n
     return IngestResult(listed, n_todo, ok, sum(errors.values()), errors, audio_s)
-
-
-def _remove_path(spark, path: str) -> None:
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
 
 
 def _with_content(schema):

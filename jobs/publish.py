@@ -103,7 +103,7 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
 
     cfg = config.section("publish")
     rhash = recipe_hash(config)
-    staging = f"{warehouse.root}/_staging/publish/{record.run_id}"
+    staging = warehouse.staging("publish", record.run_id)
     # stage the batch: everything below reads one fixed snapshot of it
     candidates(spark, warehouse, config, rhash).write.format("delta").mode("overwrite").save(staging)
     batch = spark.read.format("delta").load(staging)
@@ -111,7 +111,7 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
     result = PublishResult(candidates=n)
     if n == 0:
         log.info("publish: nothing new to judge")
-        _remove(spark, staging)
+        warehouse.remove(staging)
         return result
 
     values = {"recipe": cfg.get("recipe") or {}, "critical": cfg.get("critical") or {}}
@@ -133,7 +133,7 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
         result.blocked, result.failed_checks = True, table.failed
         record.message = "critical checks failed, nothing published: " + json.dumps(table.failed, default=str)
         log.error("publish blocked: %s", record.message)
-        _remove(spark, staging)
+        warehouse.remove(staging)
         return result
 
     _merge_gold(spark, warehouse, judged, record.run_id)
@@ -144,7 +144,7 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
     record.rows_quarantined += result.quarantined
     for name, count in result.rejected_by.items():
         record.errors_by_code[f"{ErrorCode.EXPECTATION_FAILED}:{name}"] = count
-    _remove(spark, staging)
+    warehouse.remove(staging)
     return result
 
 
@@ -219,12 +219,6 @@ def _merge_quarantine(spark, warehouse: Warehouse, judged, run_id: str) -> None:
         .whenNotMatchedInsert(condition="s.rejected = 1", values={c: f"s.{c}" for c in cols})
         .execute()
     )
-
-
-def _remove(spark, path: str) -> None:
-    from jobs.ingest import _remove_path
-
-    _remove_path(spark, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,6 +117,16 @@ class Warehouse:
                     out.append((db, t_status.getPath().getName()))
         return sorted(out)
 
+    def remove(self, path: str) -> None:
+        """Delete a folder (staging data) through Hadoop's filesystem, local or object store."""
+        jvm = self.spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(path)
+        hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+
+    def staging(self, stage: str, run_id: str) -> str:
+        """A run's scratch folder for staged results (removed when the stage is done)."""
+        return f"{self.root}/_staging/{stage}/{run_id}"
+
     def table_version(self, spec: TableSpec) -> int | None:
         from delta.tables import DeltaTable
 
