@@ -46,9 +46,9 @@ def asr_settings():
 
     params = load_config(overrides={"warehouse": "unused"}).section("annotate")["params"]
     asr = build(["asr"], params)[0]
-    options = {k: asr.params[k] for k in ("beam_size", "temperature", "condition_on_previous_text",
-                                          "word_timestamps", "no_speech_threshold", "log_prob_threshold",
-                                          "compression_ratio_threshold")}
+    from annotators.asr import DECODE_OPTIONS
+
+    options = {k: asr.params[k] for k in DECODE_OPTIONS}
     from annotators.models import resolve_whisper
 
     path = resolve_whisper(asr.params["model"], REPO / ".deps" / "models").path

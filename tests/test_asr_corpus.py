@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import pytest
 
+from annotators.asr import DECODE_OPTIONS
 from annotators.registry import ANNOTATORS
 from annotators.text import normalize
 from schemas.silver import SILVER
@@ -59,9 +60,7 @@ def test_wer_equals_bare_faster_whisper(corpus_results, corpus_dir, corpus_manif
     any_row = next(r for r in corpus_results.values() if r["asr"]["status"] == "ok")
     bare = WhisperModel(any_row["asr"]["model_path"], device="cpu", compute_type=asr.params["compute_type"],
                         cpu_threads=2)
-    options = {k: asr.params[k] for k in ("beam_size", "temperature", "condition_on_previous_text",
-                                          "word_timestamps", "no_speech_threshold", "log_prob_threshold",
-                                          "compression_ratio_threshold")}
+    options = {k: asr.params[k] for k in DECODE_OPTIONS}
     scored = [m for m in corpus_manifest if m["reference_transcript"] and m["kind"] == "speech"
               and m["language"] not in ("zh", "ja")]
     ours, theirs = [], []
