@@ -34,7 +34,13 @@ class Pitch(Annotator):
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
-        import librosa  # noqa: F401  (numba compiles on first call: the adapter warms up once per worker)
+        import librosa
+        import numpy as np
+
+        # librosa's YIN is numba-compiled on first use (seconds): pay that here, once per worker,
+        # instead of on the first file (NUMBA_CACHE_DIR, set by the Makefile, keeps it across runs)
+        librosa.yin(np.zeros(FRAME * 2, np.float32), fmin=self.params["fmin_hz"], fmax=self.params["fmax_hz"],
+                    sr=16000, frame_length=FRAME, hop_length=HOP, center=False)
 
     def annotate(self, item: AudioItem) -> dict:
         import librosa

@@ -54,7 +54,7 @@ def sha256_stream(f: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def probe_stream(f: BinaryIO, size_bytes: int, name: str = "") -> Probe:
+def probe_stream(f: BinaryIO, size_bytes: int) -> Probe:
     """Probe an open, seekable file. Never raises for bad audio: the problem becomes error_code."""
     if size_bytes == 0:
         return Probe(error_code=ErrorCode.EMPTY.value, error_message="file is 0 bytes")
@@ -101,7 +101,7 @@ def _probe_soundfile(f: BinaryIO) -> tuple[Probe | None, str | None]:
 def _check_header_consistency(snd, probe: Probe) -> None:
     """libsndfile clamps a WAV whose data chunk is larger than the file; its log tells us it did."""
     info = snd.extra_info or ""
-    if "exceeds file length" in info or "should be" in info and "data" in info.lower():
+    if "exceeds file length" in info or ("should be" in info and "data" in info.lower()):
         probe.error_code = ErrorCode.TRUNCATED.value
         probe.error_message = "the header declares more audio data than the file holds"
 
@@ -180,8 +180,8 @@ def _av_has_a_frame(container, stream) -> bool:
     return False
 
 
-def probe_bytes(data: bytes, name: str = "") -> Probe:
-    return probe_stream(io.BytesIO(data), len(data), name)
+def probe_bytes(data: bytes) -> Probe:
+    return probe_stream(io.BytesIO(data), len(data))
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

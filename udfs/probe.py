@@ -42,7 +42,7 @@ def _probe_one(uri: str, size, mtime, max_bytes: int, data: bytes | None) -> dic
                     error_message=f"{size} bytes is over ingest.max_file_bytes={max_bytes}",
                 )
             else:
-                probe = probe_stream(f, int(size), uri)
+                probe = probe_stream(f, int(size))
     except FileNotFoundError as exc:
         return dict(Probe(error_code=ErrorCode.NOT_FOUND.value, error_message=str(exc)).as_dict(),
                     audio_id=None, size_bytes=None, modified_at=None)
