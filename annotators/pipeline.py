@@ -28,6 +28,7 @@ class FileInput:
     meta: dict = field(default_factory=dict)
     only: set[str] | None = None  # annotators to run for this file (None: all of the pipeline's)
     upstream: dict[str, dict] = field(default_factory=dict)  # current results of the others, as inputs
+    inputs_hash: dict[str, str] = field(default_factory=dict)  # annotator -> hash of its meta_inputs
 
 
 @dataclass
@@ -88,6 +89,9 @@ class Pipeline:
             for k, result in zip(live, results, strict=True):
                 outputs[k].results[a.name] = result
                 decoded[k][0].upstream[a.name] = result
+            if a.meta_inputs:  # record which metadata the result was computed from
+                for k in wanted:
+                    outputs[k].results[a.name]["inputs_hash"] = inputs[k].inputs_hash.get(a.name)
         return outputs
 
     def _annotate(self, a: Annotator, items: list[AudioItem]) -> list[dict]:

@@ -19,6 +19,14 @@ HOP = 160  # 10 ms at 16 kHz
 FRAME = 1024
 
 
+def warm_up(fmin_hz: float = 60.0, fmax_hz: float = 500.0) -> None:
+    """Compile (or load from NUMBA_CACHE_DIR) librosa's numba YIN kernels."""
+    import librosa
+
+    librosa.yin(np.zeros(FRAME * 2, np.float32), fmin=fmin_hz, fmax=fmax_hz, sr=16000, frame_length=FRAME,
+                hop_length=HOP, center=False)
+
+
 class Pitch(Annotator):
     name = "pitch"
     version = "1.0.0"
@@ -34,13 +42,9 @@ class Pitch(Annotator):
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
-        import librosa
-        import numpy as np
-
         # librosa's YIN is numba-compiled on first use (seconds): pay that here, once per worker,
         # instead of on the first file (NUMBA_CACHE_DIR, set by the Makefile, keeps it across runs)
-        librosa.yin(np.zeros(FRAME * 2, np.float32), fmin=self.params["fmin_hz"], fmax=self.params["fmax_hz"],
-                    sr=16000, frame_length=FRAME, hop_length=HOP, center=False)
+        warm_up(self.params["fmin_hz"], self.params["fmax_hz"])
 
     def annotate(self, item: AudioItem) -> dict:
         import librosa

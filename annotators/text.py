@@ -1,13 +1,14 @@
 """Text: what the transcript says about itself: speaking rate, hallucination flags, text-side language,
-PII with time spans, and WER/CER against the manifest's reference transcript.
+PII with time spans (annotators.pii), and WER/CER against the manifest's reference transcript.
 
-Text normalisation for WER/CER (documented in the README; the same function is used by tests and
-benchmarks): Unicode NFKC, lower case, hyphens/underscores/slashes to spaces, every other punctuation
-character removed (apostrophes inside words kept), whitespace collapsed. Numbers are not spelled out,
-so "1455" against "fourteen fifty-five" counts as errors, for every system alike.
+WER/CER normalisation is Whisper's own, so figures compare with published ones: its English normaliser
+(spellings, numbers, contractions, fillers) for English, its basic normaliser (symbols and punctuation
+removed, lower case) for every other language; both from the `whisper-normalizer` package. `normalize`
+(below: NFKC, lower case, punctuation removed) is kept for the hallucination checks, which count words.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -15,6 +16,7 @@ from collections import Counter
 import pyarrow as pa
 
 from annotators.base import OK, Annotator, AudioItem
+from annotators.pii import find_pii
 
 PII = pa.struct([
     pa.field("kind", pa.string()),
@@ -23,9 +25,6 @@ PII = pa.struct([
 ])
 
 NO_WORD_BOUNDARY_LANGS = {"zh", "ja", "th", "lo", "my", "km", "yue"}
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+\s?(?:@|\bat\b)\s?[A-Za-z0-9-]+(?:\s?(?:\.|\bdot\b)\s?[A-Za-z]{2,})+")
-PHONE = re.compile(r"(?<![\d])(?:\+?\d[\d\s().-]{6,}\d)(?![\d])")
-CARD = re.compile(r"(?<![\d])(?:\d[\s-]?){13,19}(?![\d])")
 
 
 def normalize(text: str | None) -> str:
@@ -38,20 +37,29 @@ def normalize(text: str | None) -> str:
     return re.sub(r"\s+", " ", text.replace("\u0000", "'")).strip()
 
 
-def luhn_ok(digits: str) -> bool:
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+@functools.lru_cache(maxsize=2)
+def _whisper_normalizer(english: bool):
+    if english:
+        from whisper_normalizer.english import EnglishTextNormalizer
+
+        return EnglishTextNormalizer()
+    from whisper_normalizer.basic import BasicTextNormalizer
+
+    return BasicTextNormalizer()
+
+
+def wer_normalize(text: str | None, language: str | None) -> str:
+    """Whisper's normalisation for WER: the English normaliser for English, the basic one otherwise."""
+    if not text:
+        return ""
+    english = (language or "").split("-")[0] == "en"
+    return re.sub(r"\s+", " ", _whisper_normalizer(english)(text)).strip()
 
 
 def error_rates(reference: str, hypothesis: str, language: str | None) -> tuple[float | None, float | None]:
     import jiwer
 
-    ref, hyp = normalize(reference), normalize(hypothesis)
+    ref, hyp = wer_normalize(reference, language), wer_normalize(hypothesis, language)
     if not ref:
         return None, None
     cer = jiwer.cer(ref, hyp) if hyp else 1.0
@@ -70,9 +78,10 @@ def repeated_ngrams(words: list[str], n: int = 3, min_repeats: int = 3) -> bool:
 
 class Text(Annotator):
     name = "text"
-    version = "1.0.0"
+    version = "2.0.0"  # 2: PII by annotators.pii, WER with Whisper's normalisers
     requires = ("asr",)
     uses = ("vad",)
+    meta_inputs = ("reference_text",)
     default_params = {
         "compression_ratio_max": 2.4,
         "ngram": 3,
@@ -126,7 +135,7 @@ class Text(Annotator):
         text_lang, text_conf = self._language(text)
         agrees = None if text_lang is None or not asr.get("language") else text_lang == asr["language"]
         confident = (asr.get("language_prob") or 0) >= self.params["language_prob_min"] and agrees is not False
-        pii = self._pii(asr.get("segments") or [])
+        pii = self._pii(asr.get("segments") or [], asr.get("language"))
         wer, cer = error_rates(item.meta.get("reference_text"), text, asr.get("language"))
         return {
             "n_words": len(words),
@@ -154,37 +163,9 @@ class Text(Annotator):
         return best.language.iso_code_639_1.name.lower(), float(best.value)
 
     @staticmethod
-    def _pii(segments: list[dict]) -> list[dict]:
-        """Find PII in the words' text and map each match back to the words' time span."""
+    def _pii(segments: list[dict], language: str | None) -> list[dict]:
+        """PII findings with the time span of the words they cover."""
         words = [w for s in segments for w in (s.get("words") or [])]
-        if not words:
-            return []
-        joined, offsets = "", []
-        for w in words:
-            start = len(joined)
-            joined += w["word"] + " "
-            offsets.append((start, len(joined) - 1))
-
-        def span(m):
-            hit = [w for w, (a, b) in zip(words, offsets, strict=True) if a < m.end() and b > m.start()]
-            return hit[0]["start_s"], hit[-1]["end_s"]
-
-        found, taken = [], []
-        for m in EMAIL.finditer(joined):
-            found.append(("email", m))
-            taken.append(m.span())
-        for m in CARD.finditer(joined):
-            digits = re.sub(r"\D", "", m.group())
-            if 13 <= len(digits) <= 19 and luhn_ok(digits):
-                found.append(("card_number", m))
-                taken.append(m.span())
-        for m in PHONE.finditer(joined):
-            digits = re.sub(r"\D", "", m.group())
-            overlaps = any(a < m.end() and m.start() < b for a, b in taken)
-            if 7 <= len(digits) <= 15 and not overlaps:
-                found.append(("phone_number", m))
-        out = []
-        for kind, m in sorted(found, key=lambda t: t[1].start()):
-            start_s, end_s = span(m)
-            out.append({"kind": kind, "start_s": start_s, "end_s": end_s})
-        return out
+        found = find_pii([w["word"] for w in words], language)
+        return [{"kind": f.kind, "start_s": words[f.first_word]["start_s"], "end_s": words[f.last_word]["end_s"]}
+                for f in found]

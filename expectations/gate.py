@@ -1,8 +1,11 @@
 """The publish gate: Great Expectations suites from the reviewable YAML files beside this module.
 
-GX reports; it does not block. This module turns its results into decisions: per row, the names of the
-expectations it broke (row suite), and for the batch, the critical failures that stop publishing
-(table suite). Validation results and Data Docs are kept in a GX file context under the warehouse.
+Row suite: each expectation becomes a Spark condition, so every row's failed expectation names are a
+column computed in the executors (nothing per row travels to the driver, whatever the batch size). GX
+validates the same suite on the batch with a bounded result format for the Data Docs, and its
+unexpected counts must equal the Spark ones (a disagreement is a bug and stops the run).
+Table suite: GX decides; any failure stops publishing. Results and Data Docs live in a GX file context
+under the warehouse.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ PLACEHOLDER = re.compile(r"^\$\{(recipe|critical)\.([A-Za-z0-9_]+)\}$")
 @dataclass
 class GateResult:
     success: bool
-    row_failures: dict[str, list[str]] = field(default_factory=dict)  # audio_id -> expectation names
+    unexpected: dict[str, int] = field(default_factory=dict)  # row suite: expectation -> failing rows
     failed: list[dict] = field(default_factory=list)  # [{name, observed}] for table-level failures
     docs_path: str | None = None
 
@@ -41,13 +44,50 @@ def load_suite_spec(name: str, values: dict[str, dict]) -> dict:
             return [fill(x) for x in v]
         return v
 
+    optional = set(values.get("recipe", {}).get("optional_annotators") or [])
     expectations = []
     for e in spec["expectations"]:
         e = {k: fill(v) for k, v in e.items()}
-        if e.pop("when", True) is False:
+        if e.pop("when", True) is False or e.pop("annotator", None) in optional:
             continue
         expectations.append(e)
     return {"name": spec["name"], "expectations": expectations}
+
+
+def failure_condition(e: dict):
+    """The Spark condition under which a row fails expectation `e` (GX's semantics: only
+    not_be_null fails a null value)."""
+    from pyspark.sql import functions as F
+
+    col, kind = F.col(e["column"]), e["type"]
+    if kind == "expect_column_values_to_not_be_null":
+        return col.isNull()
+    if kind == "expect_column_values_to_be_between":
+        low, high = e.get("min_value"), e.get("max_value")
+        out = F.lit(False)
+        if low is not None:
+            out = out | (col < F.lit(low))
+        if high is not None:
+            out = out | (col > F.lit(high))
+        return col.isNotNull() & out
+    if kind == "expect_column_values_to_be_in_set":
+        return col.isNotNull() & ~col.isin(list(e["value_set"]))
+    if kind == "expect_column_values_to_not_be_in_set":
+        return col.isNotNull() & col.isin(list(e["value_set"]))
+    raise ValueError(f"row expectation {e['name']}: type {kind} has no row condition; use one of "
+                     "not_be_null, be_between, be_in_set, not_be_in_set")
+
+
+def with_row_failures(df, suite_spec: dict):
+    """`df` plus `failed_expectations` (names, sorted; null when the row passes) and `rejected` (0/1)."""
+    from pyspark.sql import functions as F
+
+    names = sorted(e["name"] for e in suite_spec["expectations"])
+    by_name = {e["name"]: e for e in suite_spec["expectations"]}
+    failed = F.filter(F.array(*[F.when(failure_condition(by_name[n]), F.lit(n)) for n in names]),
+                      lambda x: x.isNotNull())
+    return (df.withColumn("failed_expectations", F.when(F.size(failed) > 0, failed))
+              .withColumn("rejected", F.when(F.size(failed) > 0, 1).otherwise(0)))
 
 
 def _camel(snake: str) -> str:
@@ -104,17 +144,14 @@ class Gate:
         )
 
     def validate_rows(self, df, suite_spec: dict) -> GateResult:
-        checkpoint = self._checkpoint(
-            suite_spec, {"result_format": "COMPLETE", "unexpected_index_column_names": ["audio_id"]}
-        )
+        """GX's view of the row suite on the batch (unexpected counts; Data Docs), bounded result size."""
+        checkpoint = self._checkpoint(suite_spec, {"result_format": "SUMMARY", "partial_unexpected_count": 5})
         result = checkpoint.run(batch_parameters={"dataframe": df})
-        failures: dict[str, list[str]] = {}
+        unexpected: dict[str, int] = {}
         for run in result.run_results.values():
             for r in run.results:
-                name = r.expectation_config.meta["name"]
-                for hit in r.result.get("unexpected_index_list") or []:
-                    failures.setdefault(hit["audio_id"], []).append(name)
-        return GateResult(success=not failures, row_failures=failures, docs_path=self.docs_path())
+                unexpected[r.expectation_config.meta["name"]] = int(r.result.get("unexpected_count") or 0)
+        return GateResult(success=not any(unexpected.values()), unexpected=unexpected, docs_path=self.docs_path())
 
     def validate_table(self, df, suite_spec: dict) -> GateResult:
         checkpoint = self._checkpoint(suite_spec, {"result_format": "SUMMARY"})

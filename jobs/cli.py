@@ -10,10 +10,9 @@ import logging
 import sys
 
 from jobs.config import ConfigError, load_config
+from jobs.exit_codes import EXIT_FAILED, EXIT_USAGE
 
 log = logging.getLogger("voxlake")
-
-EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):

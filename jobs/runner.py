@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 
 from jobs.config import Config, ConfigError
+from jobs.exit_codes import EXIT_BLOCKED, EXIT_OK, EXIT_USAGE
 from jobs.ledger import RunRecord, write_run
 from jobs.session import SessionError, build_session
 from jobs.warehouse import Warehouse
@@ -14,8 +15,6 @@ log = logging.getLogger(__name__)
 
 
 def dispatch(args, config: Config) -> int:
-    from jobs.cli import EXIT_USAGE
-
     try:
         spark = build_session(config, app_name=f"voxlake-{args.command}")
     except SessionError as exc:
@@ -46,13 +45,10 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
 
 def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
     """Run the pipeline stages of `job`, with one ledger row for the whole run."""
-    from jobs.annotate import run_annotate
-    from jobs.cli import EXIT_BLOCKED, EXIT_OK
-    from jobs.ingest import run_ingest
-    from jobs.publish import run_publish
-    from schemas.gold import SEGMENTS, UTTERANCES
-    from schemas.silver import SILVER
-    from schemas.tables import BRONZE, QUARANTINE
+    from jobs.catalog import RUNS, TABLES
+    from jobs.stages.annotate import run_annotate
+    from jobs.stages.ingest import run_ingest
+    from jobs.stages.publish import run_publish
 
     warehouse.attach()
     record = RunRecord(job=job, config_hash=config.hash())
@@ -75,7 +71,7 @@ def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
         record.status = "blocked" if exit_code == EXIT_BLOCKED else "succeeded"
         record.delta_versions = {
             spec.qualified: warehouse.table_version(spec)
-            for spec in (BRONZE, SILVER, QUARANTINE, UTTERANCES, SEGMENTS)
+            for spec in TABLES if spec != RUNS
         }
     except ConfigError:
         raise
@@ -100,6 +96,8 @@ def print_summary(results: dict, record: RunRecord) -> None:
             + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(ingest.errors_by_code.items())) + ")"
                if ingest.errors_by_code else ""),
         ]
+        if ingest.deleted:
+            lines.append(f"  deleted           {ingest.deleted} (no longer listed by their source)")
     annotate = results.get("annotate")
     if annotate:
         lines.append(f"  annotated         {annotate.annotated} files ({annotate.audio_seconds / 3600:.3f} h)")
@@ -116,6 +114,8 @@ def print_summary(results: dict, record: RunRecord) -> None:
         else:
             lines.append(f"  judged            {publish.candidates} files: {publish.published} curated, "
                          f"{publish.quarantined} quarantined")
+            if publish.removed:
+                lines.append(f"  removed from gold {publish.removed} (audio no listed file holds any more)")
         if publish.rejected_by:
             lines.append("    rejected by: " + ", ".join(f"{k}: {v}" for k, v in sorted(publish.rejected_by.items())))
         if publish.docs_path:

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from jobs.exit_codes import EXIT_OK, EXIT_USAGE
+
 log = logging.getLogger(__name__)
 
 
@@ -25,8 +27,6 @@ def _jsonable(value):
 
 def run_sql(spark, warehouse, query: str, fmt: str, limit: int, out=None) -> int:
     from pyspark.errors import AnalysisException, ParseException
-
-    from jobs.cli import EXIT_OK, EXIT_USAGE
 
     out = out or sys.stdout
     tables = warehouse.attach_existing()

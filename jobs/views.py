@@ -1,6 +1,13 @@
 """SQL views users want on day one (recreated by every session that attaches the warehouse)."""
 
 VIEWS = {
+    # Where a file is and why: ops.file_state has one row per URI; the quarantined ones are this view.
+    "ops.quarantine": """
+        SELECT uri, audio_id, stage, error_code, reason, failed_expectations, recipe_hash, annotated_at,
+               run_id, first_seen, last_seen
+        FROM ops.file_state
+        WHERE status = 'quarantined'
+    """,
     "gold.dataset_summary": """
         SELECT language, quality_band,
                count(*) AS files,

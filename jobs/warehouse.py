@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
-from schemas.tables import ALL_TABLES, TableSpec
+from schemas.tables import TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,9 @@ class Warehouse:
         """Create missing tables and register all of them in this session's catalog."""
         from delta.tables import DeltaTable
 
-        from schemas.gold import CONSTRAINTS, SEGMENTS, UTTERANCES
+        from jobs.catalog import CONSTRAINTS, TABLES
 
-        if specs is None:
-            from schemas.silver import SILVER
-
-            specs = (*ALL_TABLES, SILVER, UTTERANCES, SEGMENTS)
+        specs = TABLES if specs is None else specs
         previous = self.spark.conf.get(ATTACHED_CONF, None)
         for spec in specs:
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
@@ -53,6 +50,7 @@ class Warehouse:
                 self.spark.sql(
                     f"CREATE TABLE IF NOT EXISTS {spec.qualified} USING DELTA LOCATION '{location}'"
                 )
+                self._add_missing_columns(spec)
                 continue
             builder = (
                 DeltaTable.createIfNotExists(self.spark)
@@ -69,6 +67,26 @@ class Warehouse:
         self.spark.conf.set(ATTACHED_CONF, self.root)
         self.create_views()
 
+    def _add_missing_columns(self, spec: TableSpec) -> None:
+        """Upgrade a table written by an older voxlake: add the columns and struct fields it lacks
+        (new fields are always appended, so older rows read them as null)."""
+        from pyspark.sql.types import StructType
+
+        current = self.spark.read.format("delta").load(self.path(spec)).schema
+
+        def missing(have: StructType, want: StructType, prefix: str):
+            have_by = {f.name: f for f in have.fields}
+            for f in want.fields:
+                if f.name not in have_by:
+                    yield f"{prefix}{f.name}", f.dataType
+                elif isinstance(f.dataType, StructType) and isinstance(have_by[f.name].dataType, StructType):
+                    yield from missing(have_by[f.name].dataType, f.dataType, f"{prefix}{f.name}.")
+
+        for name, dtype in missing(current, spec.schema, ""):
+            quoted = ".".join(f"`{part}`" for part in name.split("."))
+            self.spark.sql(f"ALTER TABLE {spec.qualified} ADD COLUMNS ({quoted} {dtype.simpleString()})")
+            log.info("upgraded %s: added column %s", spec.qualified, name)
+
     def create_views(self) -> None:
         """Day-one views (they live in the session catalog, so every session recreates them)."""
         from jobs.views import VIEWS
@@ -77,7 +95,7 @@ class Warehouse:
                     for t in self.spark.catalog.listTables(db)}
         for name, sql in VIEWS.items():
             db, view = name.split(".")
-            needs = [t for t in ("gold.utterances", "ops.quarantine") if t in sql]
+            needs = [t for t in ("gold.utterances", "ops.file_state") if t in sql]
             if all(tuple(t.split(".")) in existing for t in needs):
                 self.spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 

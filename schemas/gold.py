@@ -15,7 +15,9 @@ from pyspark.sql.types import (
 from schemas.tables import TableSpec
 
 UTTERANCE_COLUMNS = [
-    ("audio_id", StringType(), False), ("uri", StringType(), False), ("language", StringType(), False),
+    ("audio_id", StringType(), False), ("uri", StringType(), False),
+    ("uris", ArrayType(StringType()), True),  # every current URI holding these bytes (uri is the first)
+    ("language", StringType(), False),
     ("duration_s", DoubleType(), False), ("sample_rate", IntegerType(), True), ("channels", IntegerType(), True),
     ("language_prob", DoubleType(), True), ("transcript", StringType(), False),
     ("reference_text", StringType(), True), ("speaker", StringType(), True),

@@ -1,7 +1,7 @@
-"""silver.annotations: one row per audio_id, one struct column per annotator (from its output schema)."""
+"""silver.annotations: the fixed struct columns. The table's annotator columns come from the annotators'
+output schemas, so the full table schema is assembled above the annotators, in jobs.catalog."""
 from __future__ import annotations
 
-from pyspark.sql.pandas.types import from_arrow_type
 from pyspark.sql.types import (
     DoubleType,
     IntegerType,
@@ -9,11 +9,7 @@ from pyspark.sql.types import (
     StringType,
     StructField,
     StructType,
-    TimestampType,
 )
-
-from annotators.registry import ANNOTATORS, load_class
-from schemas.tables import TableSpec
 
 DECODE = StructType([
     StructField("status", StringType()),
@@ -36,22 +32,3 @@ ANNOTATED_BY = StructType([
     StructField("threads", IntegerType()),
     StructField("seconds", MapType(StringType(), DoubleType())),
 ])
-
-
-def annotator_type(name: str):
-    return from_arrow_type(load_class(name).output_schema())
-
-
-def silver_schema() -> StructType:
-    fields = [
-        StructField("audio_id", StringType(), False),
-        StructField("uri", StringType(), True, {"comment": "one of the URIs holding these bytes"}),
-        StructField("duration_s", DoubleType()),
-        StructField("decode", DECODE),
-    ]
-    fields += [StructField(name, annotator_type(name)) for name in ANNOTATORS]
-    fields += [StructField("annotated_by", ANNOTATED_BY), StructField("updated_at", TimestampType())]
-    return StructType(fields)
-
-
-SILVER = TableSpec("silver", "annotations", silver_schema())

@@ -47,22 +47,26 @@ BRONZE_AUDIO_FILES = StructType(
         _f("error_message", StringType()),
         _f("ingest_run_id", StringType()),
         _f("ingested_at", TimestampType()),
+        _f("deleted_at", TimestampType(), True, "when a run over its source no longer listed it"),
     ]
 )
 
-OPS_QUARANTINE = StructType(
+OPS_FILE_STATE = StructType(
     [
         _f("uri", StringType(), False),
-        _f("audio_id", StringType()),
-        _f("stage", StringType(), False, "ingest | annotate | publish"),
-        _f("error_code", StringType(), False),
+        _f("audio_id", StringType(), True, "the bytes the decision is about (null: unreadable)"),
+        _f("stage", StringType(), False, "the stage that decided: ingest | annotate | publish"),
+        _f("status", StringType(), False, "curated | quarantined | pending (listed, not yet judged)"),
+        _f("error_code", StringType()),
         _f("reason", StringType()),
         _f("failed_expectations", ArrayType(StringType())),
-        _f("recipe_hash", StringType(), True, "publish stage: the recipe that rejected it"),
+        _f("recipe_hash", StringType(), True, "publish stage: the recipe that judged it"),
         _f("annotated_at", TimestampType(), True, "publish stage: the silver row version it judged"),
+        _f("decision_key", StringType(), True,
+           "publish stage: hash of recipe, silver version and the audio's URIs and manifest fields"),
         _f("run_id", StringType()),
-        _f("first_seen", TimestampType()),
-        _f("last_seen", TimestampType()),
+        _f("first_seen", TimestampType(), True, "when the file entered this status"),
+        _f("last_seen", TimestampType(), True, "when a run last wrote this row"),
     ]
 )
 
@@ -101,7 +105,7 @@ class TableSpec:
 
 
 BRONZE = TableSpec("bronze", "audio_files", BRONZE_AUDIO_FILES)
-QUARANTINE = TableSpec("ops", "quarantine", OPS_QUARANTINE)
+FILE_STATE = TableSpec("ops", "file_state", OPS_FILE_STATE)
 RUNS = TableSpec("ops", "runs", OPS_RUNS)
 
-ALL_TABLES: tuple[TableSpec, ...] = (BRONZE, QUARANTINE, RUNS)
+ALL_TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS)

@@ -12,6 +12,14 @@ CORPUS = REPO.parent / "shared" / "corpus"
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def quarantine_rows(spark, wh) -> list[dict]:
+    """The quarantined files (ops.quarantine is a view of these rows of ops.file_state)."""
+    from schemas.tables import FILE_STATE
+
+    df = spark.read.format("delta").load(wh.path(FILE_STATE)).where("status = 'quarantined'")
+    return [r.asDict(recursive=True) for r in df.collect()]
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from jobs.config import load_config

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 
 from audio_factory import tone, write_wav
-from conftest import REPO
+from conftest import REPO, quarantine_rows
 
-from jobs.annotate import run_annotate
-from jobs.ingest import run_ingest
+from jobs.catalog import SILVER
 from jobs.ledger import RunRecord, write_run
-from schemas.silver import SILVER
-from schemas.tables import BRONZE, QUARANTINE
+from jobs.stages.annotate import run_annotate
+from jobs.stages.ingest import run_ingest
+from schemas.tables import BRONZE
 
 SIGNAL = ["levels", "vad", "snr", "bandwidth", "pitch"]
 
@@ -40,7 +40,7 @@ def test_every_bronze_row_ends_in_silver_or_quarantine(spark, corpus_warehouse):
     result = corpus_warehouse["outcome"].results["annotate"]
     bronze = table(spark, wh, BRONZE)
     silver = {r["audio_id"]: r for r in table(spark, wh, SILVER)}
-    quarantine = table(spark, wh, QUARANTINE)
+    quarantine = quarantine_rows(spark, wh)
     pre_publish = {r["uri"] for r in quarantine if r["stage"] in ("ingest", "annotate")}
     for row in bronze:
         in_silver = row["audio_id"] in silver and silver[row["audio_id"]]["decode"]["status"] == "ok"

@@ -10,7 +10,7 @@ import pytest
 from annotators.asr import DECODE_OPTIONS
 from annotators.registry import ANNOTATORS
 from annotators.text import normalize
-from schemas.silver import SILVER
+from jobs.catalog import SILVER
 from schemas.tables import BRONZE
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ import time
 
 import pytest
 from audio_factory import make_bad_inputs, tone, write_wav
-from conftest import REPO
+from conftest import REPO, quarantine_rows
 
-from jobs.ingest import run_ingest
 from jobs.ledger import RunRecord, write_run
-from schemas.tables import BRONZE, QUARANTINE
+from jobs.stages.ingest import run_ingest
+from schemas.tables import BRONZE, FILE_STATE
 
 
 def ingest(spark, wh, config):
@@ -27,7 +27,7 @@ def bronze(spark, wh):
 
 
 def quarantine(spark, wh):
-    return {r["uri"]: r.asDict() for r in spark.read.format("delta").load(wh.path(QUARANTINE)).collect()}
+    return {r["uri"]: r for r in quarantine_rows(spark, wh)}
 
 
 def rel(uri: str, root) -> str:
@@ -73,12 +73,12 @@ def test_rerun_changes_nothing_and_a_changed_file_updates_its_row(spark, tmp_pat
     wh = warehouse_for(config)
     ingest(spark, wh, config)
     before = bronze(spark, wh)
-    versions = (wh.table_version(BRONZE), wh.table_version(QUARANTINE))
+    versions = (wh.table_version(BRONZE), wh.table_version(FILE_STATE))
 
     again = ingest(spark, wh, config)
 
     assert again.new_or_changed == 0
-    assert (wh.table_version(BRONZE), wh.table_version(QUARANTINE)) == versions, "no new Delta commit"
+    assert (wh.table_version(BRONZE), wh.table_version(FILE_STATE)) == versions, "no new Delta commit"
     assert bronze(spark, wh) == before
 
     # fix the empty file: it gets a probe, a new audio_id, and leaves quarantine

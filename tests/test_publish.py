@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import re
 
-from conftest import CORPUS, REPO
+from conftest import CORPUS, REPO, quarantine_rows
 
 from jobs.config import deep_merge, load_config
 from jobs.runner import execute
 from schemas.gold import SEGMENTS, UTTERANCES
-from schemas.tables import BRONZE, QUARANTINE, RUNS
+from schemas.tables import BRONZE, FILE_STATE, RUNS
 
 
 def rows(spark, wh, spec):
@@ -19,7 +19,7 @@ def assert_conservation(spark, wh):
     """Every bronze file is in exactly one of: gold (by its audio), quarantine (with a reason)."""
     gold = {r["audio_id"] for r in rows(spark, wh, UTTERANCES)}
     quarantine = {}
-    for r in rows(spark, wh, QUARANTINE):
+    for r in quarantine_rows(spark, wh):
         quarantine.setdefault(r["uri"], []).append(r)
     for b in rows(spark, wh, BRONZE):
         in_gold = b["audio_id"] in gold
@@ -68,23 +68,23 @@ def test_conservation_reasons_and_curation(spark, corpus_warehouse):
 
 def test_second_run_creates_no_new_versions(spark, corpus_warehouse):
     wh = corpus_warehouse["warehouse"]
-    versions = {s.qualified: wh.table_version(s) for s in (BRONZE, QUARANTINE, UTTERANCES, SEGMENTS)}
+    versions = {s.qualified: wh.table_version(s) for s in (BRONZE, FILE_STATE, UTTERANCES, SEGMENTS)}
     outcome = rerun(spark, corpus_warehouse)
     assert outcome.exit_code == 0
     assert outcome.results["annotate"].candidates == 0 and outcome.results["publish"].candidates == 0
-    assert {s.qualified: wh.table_version(s) for s in (BRONZE, QUARANTINE, UTTERANCES, SEGMENTS)} == versions
+    assert {s.qualified: wh.table_version(s) for s in (BRONZE, FILE_STATE, UTTERANCES, SEGMENTS)} == versions
 
 
 def test_failed_critical_check_blocks_publishing(spark, corpus_warehouse):
     wh = corpus_warehouse["warehouse"]
-    before = (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(QUARANTINE))
+    before = (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(FILE_STATE))
     # a recipe change re-judges every row; the batch's mean DNSMOS cannot reach 4.9
     outcome = rerun(spark, corpus_warehouse, publish={"recipe": {"snr_db_min": 5.5},
                                                       "critical": {"mean_dnsmos_min": 4.9}})
     assert outcome.results["publish"].candidates > 0
     assert outcome.exit_code == 1
     assert outcome.results["publish"].blocked
-    assert (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(QUARANTINE)) == before
+    assert (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(FILE_STATE)) == before
     last = sorted(rows(spark, wh, RUNS), key=lambda r: r["started_at"])[-1]
     assert last["status"] == "blocked" and last["validation_success"] is False
     assert "mean_dnsmos_in_range" in last["message"]

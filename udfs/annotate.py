@@ -95,6 +95,7 @@ def _inputs(batch: pd.DataFrame) -> list[FileInput]:
                   "uri": rec["uri"]},
             only=set(rec["need"]),
             upstream={k: v for k, v in current.items() if v is not None},
+            inputs_hash=json.loads(rec["inputs"]) if rec.get("inputs") else {},
         ))
     return out
 

@@ -1,0 +1,34 @@
+"""Every table of the warehouse. silver.annotations has one struct column per annotator, taken from the
+annotators' output schemas, so its spec is built here (above the annotators), not in schemas/."""
+from __future__ import annotations
+
+from pyspark.sql.pandas.types import from_arrow_type
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+
+from annotators.registry import ANNOTATORS, load_class
+from schemas.gold import CONSTRAINTS, SEGMENTS, UTTERANCES
+from schemas.silver import ANNOTATED_BY, DECODE
+from schemas.tables import BRONZE, FILE_STATE, RUNS, TableSpec
+
+__all__ = ["BRONZE", "CONSTRAINTS", "FILE_STATE", "RUNS", "SEGMENTS", "SILVER", "TABLES", "UTTERANCES",
+           "annotator_type"]
+
+
+def annotator_type(name: str):
+    return from_arrow_type(load_class(name).output_schema())
+
+
+def silver_schema() -> StructType:
+    fields = [
+        StructField("audio_id", StringType(), False),
+        StructField("uri", StringType(), True, {"comment": "one of the URIs holding these bytes"}),
+        StructField("duration_s", DoubleType()),
+        StructField("decode", DECODE),
+    ]
+    fields += [StructField(name, annotator_type(name)) for name in ANNOTATORS]
+    fields += [StructField("annotated_by", ANNOTATED_BY), StructField("updated_at", TimestampType())]
+    return StructType(fields)
+
+
+SILVER = TableSpec("silver", "annotations", silver_schema())
+TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS, SILVER, UTTERANCES, SEGMENTS)

@@ -1,0 +1,217 @@
+"""Ingest: list sources with Spark, probe and hash files in executors, MERGE into bronze.audio_files.
+
+    voxlake ingest --source PATH [--source PATH ...] [--manifest FILE] --warehouse DIR
+
+Select: the listed files whose size, mtime or manifest fields changed since the last ingest (unchanged
+files are not read again), and the files this run's sources no longer list (deleted). Process: stat,
+hash and probe in the executors. Commit: one MERGE into bronze keyed by `uri` (a deleted file keeps its
+row, marked `deleted_at` and NOT_FOUND), then each file's outcome: pending, or quarantined with its code.
+A rerun over the same files changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from jobs import outcomes
+from jobs.config import Config
+from jobs.ledger import RunRecord
+from jobs.sources import list_inputs, source_uris
+from jobs.warehouse import Warehouse
+from schemas.errors import ErrorCode
+from schemas.tables import BRONZE, FILE_STATE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    listed: int
+    new_or_changed: int
+    probed_ok: int
+    quarantined: int
+    errors_by_code: dict
+    audio_seconds: float
+    deleted: int = 0
+
+
+# ---------------------------------------------------------------- the job
+
+def _fingerprint():
+    """Hash of what, when unchanged, lets a rerun skip a file without reading it."""
+    from pyspark.sql import functions as F
+
+    return F.sha2(
+        F.concat_ws(
+            "|",
+            F.coalesce(F.col("size_bytes").cast("string"), F.lit("")),
+            F.coalesce(F.col("modified_at").cast("long").cast("string"), F.lit("")),
+            F.coalesce(F.col("reference_text"), F.lit("")),
+            F.coalesce(F.col("language_hint"), F.lit("")),
+            F.coalesce(F.col("speaker"), F.lit("")),
+            F.coalesce(F.to_json(F.map_from_entries(F.array_sort(F.map_entries(F.col("extra"))))), F.lit("")),
+        ),
+        256,
+    )
+
+
+def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> IngestResult:
+    from delta.tables import DeltaTable
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from udfs.probe import make_probe_fn
+
+    cfg = config.section("ingest")
+    listing, bad_lines = list_inputs(spark, config)
+
+    # Files without size/mtime (manifest and table paths) are stat'ed in executors first, so that
+    # unchanged files can be skipped before any byte is read.
+    needs_stat = listing.where(F.col("size_bytes").isNull() & F.col("content").isNull())
+    if not needs_stat.isEmpty():
+        from udfs.probe import make_stat_fn
+
+        listing = listing.where(~(F.col("size_bytes").isNull() & F.col("content").isNull())).unionByName(
+            needs_stat.mapInPandas(make_stat_fn(), listing.schema)
+        )
+    listing = listing.withColumn("fingerprint", _fingerprint()).persist(StorageLevel.MEMORY_AND_DISK)
+    listed = listing.count()
+
+    bronze = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "fingerprint")
+    todo = listing.join(bronze, on=["uri", "fingerprint"], how="left_anti")
+    n_todo = todo.count()
+    log.info("ingest: %d files listed, %d new or changed", listed, n_todo)
+
+    probe_schema = BRONZE.schema
+    columns = [f.name for f in probe_schema.fields]
+    if n_todo:
+        parts = max(1, math.ceil(n_todo / int(cfg.get("files_per_task", 64))))
+        staged = (
+            todo.repartition(parts)
+            .withColumn("error_code", F.lit(None).cast("string"))
+            .withColumn("ingest_run_id", F.lit(record.run_id))
+            .withColumn("ingested_at", F.current_timestamp())
+        )
+        # the probe fills every header column; the rest pass through
+        for col in ("audio_id", "container", "codec", "error_message"):
+            staged = staged.withColumn(col, F.lit(None).cast("string"))
+        for col in ("sample_rate", "channels", "bit_depth"):
+            staged = staged.withColumn(col, F.lit(None).cast("int"))
+        staged = staged.withColumn("duration_s", F.lit(None).cast("double")).withColumn(
+            "deleted_at", F.lit(None).cast("timestamp"))
+        probed = staged.mapInPandas(
+            make_probe_fn(int(cfg["max_file_bytes"]), columns + ["content"]), _with_content(probe_schema)
+        ).drop("content")
+    else:
+        probed = spark.createDataFrame([], probe_schema)
+
+    if bad_lines is not None:
+        bad_rows = bad_lines.select(
+            "uri", "source",
+            F.lit(ErrorCode.BAD_MANIFEST_ENTRY.value).alias("error_code"),
+            F.concat(F.lit("manifest line is not a JSON object with a 'path': "), F.col("bad_line")).alias(
+                "error_message"
+            ),
+        )
+        existing = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "error_message")
+        bad_rows = bad_rows.join(existing, on=["uri", "error_message"], how="left_anti")
+        probed = probed.unionByName(
+            bad_rows.select(
+                *[
+                    F.col(c) if c in ("uri", "source", "error_code", "error_message")
+                    else F.lit(record.run_id).alias(c) if c == "ingest_run_id"
+                    else F.current_timestamp().alias(c) if c == "ingested_at"
+                    else F.lit(None).cast(probe_schema[c].dataType).alias(c)
+                    for c in columns
+                ]
+            )
+        )
+
+    listed_uris = listing.select("uri") if bad_lines is None else listing.select("uri").unionByName(
+        bad_lines.select("uri"))
+    gone = _deleted_files(spark, warehouse, listed_uris, config, record.run_id)
+    probed = probed.select(*columns).unionByName(gone.select(*columns))
+
+    # Stage the probe results in Delta before merging: `probed` is computed against bronze (the
+    # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would
+    # recompute it against the new bronze. Staging also keeps the expensive probe from running twice.
+    staging = warehouse.staging("ingest", record.run_id)
+    probed.select(*columns).write.format("delta").mode("overwrite").save(staging)
+    probed = spark.read.format("delta").load(staging)
+    stats = probed.groupBy("error_code", F.col("deleted_at").isNotNull().alias("deleted")).agg(
+        F.count("*").alias("n"), F.sum("duration_s").alias("s")).collect()
+    errors = {}
+    for r in stats:
+        if r["error_code"] is not None and not r["deleted"]:
+            errors[r["error_code"]] = errors.get(r["error_code"], 0) + int(r["n"])
+    deleted = sum(int(r["n"]) for r in stats if r["deleted"])
+    ok = sum(int(r["n"]) for r in stats if r["error_code"] is None)
+    audio_s = sum(float(r["s"] or 0.0) for r in stats if r["error_code"] is None)
+
+    if ok or errors or deleted:
+        (
+            DeltaTable.forPath(spark, warehouse.path(BRONZE)).alias("t")
+            .merge(probed.alias("s"), "t.uri = s.uri")
+            .whenMatchedUpdateAll(condition="t.fingerprint IS DISTINCT FROM s.fingerprint "
+                                            "OR t.error_message IS DISTINCT FROM s.error_message")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        _record_outcomes(spark, warehouse, probed, record.run_id)
+    listing.unpersist()
+    warehouse.remove(staging)
+    record.rows_in += listed
+    record.rows_out += ok
+    record.rows_quarantined += sum(errors.values())
+    record.audio_seconds += audio_s
+    for code, n in errors.items():
+        record.errors_by_code[code] = record.errors_by_code.get(code, 0) + n
+    if deleted:
+        log.info("ingest: %d files are no longer listed by their source (marked deleted)", deleted)
+    return IngestResult(listed, n_todo, ok, sum(errors.values()), errors, audio_s, deleted)
+
+
+def _with_content(schema):
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    return StructType(list(schema.fields) + [StructField("content", BinaryType(), True)])
+
+
+def _deleted_files(spark, warehouse: Warehouse, listed_uris, config: Config, run_id: str):
+    """bronze rows of this run's sources that the listing no longer has: marked deleted (NOT_FOUND).
+
+    Only sources listed in this run are compared, so a run over one folder never deletes another's
+    files. The fingerprint is cleared, so a file that comes back is probed again.
+    """
+    from pyspark.sql import functions as F
+
+    sources = source_uris(config)
+    bronze = spark.read.format("delta").load(warehouse.path(BRONZE))
+    gone = bronze.where(F.col("deleted_at").isNull() & F.col("source").isin(sources)).join(
+        listed_uris, "uri", "left_anti")
+    return (
+        gone.withColumn("error_code", F.lit(str(ErrorCode.NOT_FOUND)))
+        .withColumn("error_message", F.concat(F.lit("no longer listed by its source "), F.col("source")))
+        .withColumn("fingerprint", F.lit(None).cast("string"))
+        .withColumn("ingest_run_id", F.lit(run_id))
+        .withColumn("deleted_at", F.current_timestamp())
+    )
+
+
+def _record_outcomes(spark, warehouse: Warehouse, probed, run_id: str) -> None:
+    """Failed files are quarantined (stage ingest). A file that probed fine is pending judgement when its
+    bytes are new to this URI (or it was quarantined at ingest before); an unchanged file keeps its state."""
+    from pyspark.sql import functions as F
+
+    state = spark.read.format("delta").load(warehouse.path(FILE_STATE)).select(
+        "uri", F.col("audio_id").alias("_was"), F.col("stage").alias("_stage"), F.col("status").alias("_status"))
+    failed = probed.where("error_code IS NOT NULL").select(
+        "uri", "audio_id", "error_code", F.col("error_message").alias("reason"))
+    fine = probed.where("error_code IS NULL").join(state, "uri", "left").where(
+        F.col("_was").isNull() | ~F.col("_was").eqNullSafe(F.col("audio_id"))
+        | ((F.col("_stage") == "ingest") & (F.col("_status") == outcomes.QUARANTINED))
+    ).select("uri", "audio_id")
+    rows = outcomes.outcome_rows(failed, run_id, stage="ingest", status=outcomes.QUARANTINED).unionByName(
+        outcomes.outcome_rows(fine, run_id, stage="ingest", status=outcomes.PENDING))
+    outcomes.record(spark, warehouse, rows, warehouse.staging("ingest_outcomes", run_id))

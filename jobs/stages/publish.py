@@ -1,0 +1,243 @@
+"""Publish: judge annotated audio with the quality gate; curated rows → gold, the rest → quarantine.
+
+    voxlake publish --warehouse DIR [--config FILE]
+
+Select: the live audio whose decision is not current for one of its URIs. A decision is current when it
+was made under this recipe, for this silver row version, and for the audio's current URIs and manifest
+fields (`decision_key`): new bytes at a URI, a new URI of known audio, a URI gone, an edited manifest
+field, a recomputed annotator or another recipe all make it stale. Also: gold rows of audio that no
+live file holds any more (its bytes were replaced or its files deleted).
+Process: the row suite as Spark conditions (expectations/gate.py), then the critical table suite.
+Commit: one MERGE into gold.utterances and one into gold.segments, then every URI's outcome (curated or
+quarantined with the failed expectations). A failed critical check commits nothing and exits 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+from jobs import outcomes
+from jobs.catalog import FILE_STATE, SEGMENTS, SILVER, UTTERANCES
+from jobs.config import Config
+from jobs.ledger import RunRecord
+from jobs.live import audio_view, live_files
+from jobs.warehouse import Warehouse
+from schemas.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishResult:
+    candidates: int = 0
+    published: int = 0
+    quarantined: int = 0
+    removed: int = 0  # gold rows of audio no file holds any more
+    blocked: bool = False
+    failed_checks: list = field(default_factory=list)
+    rejected_by: dict = field(default_factory=dict)  # expectation name -> rows
+    docs_path: str | None = None
+
+
+def recipe_hash(config: Config) -> str:
+    from expectations.gate import SUITES_DIR
+
+    cfg = config.section("publish")
+    suites = "".join((SUITES_DIR / f).read_text() for f in ("rows.yaml", "table.yaml"))
+    blob = json.dumps({"recipe": cfg.get("recipe"), "bands": cfg.get("quality_bands"), "suites": suites},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
+    """The gold columns (and the gate's inputs) for every live audio that decoded, with `decision_key`."""
+    from pyspark.sql import functions as F
+
+    bands = config.section("publish").get("quality_bands") or {"high": 3.5, "medium": 3.0}
+    audio = audio_view(spark, warehouse)
+    s = spark.read.format("delta").load(warehouse.path(SILVER)).where("decode.status = 'ok'").drop(
+        "uri", "duration_s")
+    key = F.concat_ws("|", F.lit(rhash), F.col("updated_at").cast("string"), F.col("inputs_hash"))
+    return audio.join(s, "audio_id").select(
+        "audio_id", "uri", "uris",
+        F.col("asr.language").alias("language"),
+        F.col("decode.duration_s").alias("duration_s"),
+        "sample_rate", "channels",
+        F.col("asr.language_prob").alias("language_prob"),
+        F.when(F.length(F.trim("asr.text")) > 0, F.trim("asr.text")).alias("transcript"),
+        "reference_text", "speaker",
+        F.col("levels.lufs").alias("lufs"), F.col("levels.peak_dbfs").alias("peak_dbfs"),
+        F.col("levels.rms_dbfs").alias("rms_dbfs"), F.col("levels.clipping_ratio").alias("clipping_ratio"),
+        F.col("snr.snr_db").alias("snr_db"), F.col("vad.speech_ratio").alias("speech_ratio"),
+        F.col("vad.speech_s").alias("speech_s"), F.col("bandwidth.effective_hz").alias("effective_hz"),
+        F.col("pitch.f0_median_hz").alias("f0_median_hz"),
+        F.col("quality.ovrl").alias("dnsmos_ovrl"), F.col("quality.sig").alias("dnsmos_sig"),
+        F.col("quality.bak").alias("dnsmos_bak"), F.col("quality.p808").alias("dnsmos_p808"),
+        F.when(F.col("quality.ovrl") >= bands["high"], "high")
+         .when(F.col("quality.ovrl") >= bands["medium"], "medium")
+         .when(F.col("quality.ovrl").isNotNull(), "low").alias("quality_band"),
+        F.col("text.words_per_s").alias("words_per_s"), F.col("text.wer").alias("wer"),
+        F.col("text.has_pii").alias("has_pii"), F.col("text.hallucination").alias("hallucination"),
+        F.col("text.language_agrees").alias("language_agrees"),
+        F.col("asr.model").alias("asr_model"), F.col("asr.model_sha256").alias("asr_model_sha256"),
+        F.lit(rhash).alias("recipe_hash"),
+        F.col("updated_at").alias("annotated_at"),
+        F.substring(F.sha2(key, 256), 1, 16).alias("decision_key"),
+    )
+
+
+def candidates(spark, warehouse: Warehouse, config: Config, rhash: str):
+    """flat_rows of the audio with at least one live URI whose recorded decision is not current."""
+    from pyspark.sql import functions as F
+
+    flat = flat_rows(spark, warehouse, config, rhash)
+    state = spark.read.format("delta").load(warehouse.path(FILE_STATE)).select(
+        "uri", F.col("decision_key").alias("_recorded"))
+    stale = (
+        live_files(spark, warehouse).select("uri", "audio_id")
+        .join(flat.select("audio_id", "decision_key"), "audio_id")
+        .join(state, "uri", "left")
+        .where(~F.col("_recorded").eqNullSafe(F.col("decision_key")))
+        .select("audio_id").distinct()
+    )
+    return flat.join(stale, "audio_id", "left_semi")
+
+
+def orphaned_gold(spark, warehouse: Warehouse):
+    """audio_ids in gold that no live file holds any more."""
+    gold = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
+    live = live_files(spark, warehouse).select("audio_id")
+    return gold.join(live, "audio_id", "left_anti")
+
+
+def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
+    from pyspark.sql import functions as F
+
+    from expectations.gate import Gate, load_suite_spec, with_row_failures
+
+    cfg = config.section("publish")
+    rhash = recipe_hash(config)
+    values = {"recipe": cfg.get("recipe") or {}, "critical": cfg.get("critical") or {}}
+    rows_spec = load_suite_spec("rows", values)
+    staging = warehouse.staging("publish", record.run_id)
+    # stage the judged batch and the orphans: everything below reads one fixed snapshot
+    with_row_failures(candidates(spark, warehouse, config, rhash), rows_spec).write.format("delta").mode(
+        "overwrite").save(staging)
+    orphaned_gold(spark, warehouse).write.format("delta").mode("overwrite").save(staging + "_gone")
+    judged = spark.read.format("delta").load(staging)
+    gone = spark.read.format("delta").load(staging + "_gone")
+    counts = judged.agg(F.count("*").alias("n"), F.sum("rejected").alias("r")).first()
+    n, n_rejected = int(counts["n"]), int(counts["r"] or 0)
+    n_gone = gone.count()
+    result = PublishResult(candidates=n, removed=n_gone)
+    try:
+        if n == 0 and n_gone == 0:
+            log.info("publish: nothing new to judge")
+            return result
+        if n:
+            gate = Gate(warehouse.root)
+            _check_row_gate(gate, judged, rows_spec, result)
+            table = gate.validate_table(judged, load_suite_spec("table", values))
+            result.docs_path = table.docs_path
+            record.validation_success = table.success
+            if not table.success:
+                result.blocked, result.failed_checks = True, table.failed
+                record.message = "critical checks failed, nothing published: " + json.dumps(table.failed, default=str)
+                log.error("publish blocked: %s", record.message)
+                return result
+        _merge_gold(spark, warehouse, judged, gone, record.run_id)
+        _record_outcomes(spark, warehouse, judged, record.run_id)
+    finally:
+        warehouse.remove(staging)
+        warehouse.remove(staging + "_gone")
+    result.quarantined = n_rejected
+    result.published = n - n_rejected
+    if n_gone:
+        log.info("publish: removed %d gold rows whose audio no listed file holds any more", n_gone)
+    record.rows_out += result.published
+    record.rows_quarantined += result.quarantined
+    for name, count in result.rejected_by.items():
+        record.errors_by_code[f"{ErrorCode.EXPECTATION_FAILED}:{name}"] = count
+    return result
+
+
+def _check_row_gate(gate, judged, rows_spec: dict, result: PublishResult) -> None:
+    """Count rejections per expectation in Spark and check GX's counts agree (GX also writes Data Docs)."""
+    from pyspark.sql import functions as F
+
+    spark_counts = {r["name"]: int(r["n"]) for r in judged.select(F.explode("failed_expectations").alias("name"))
+                    .groupBy("name").agg(F.count("*").alias("n")).collect()}
+    gx = gate.validate_rows(judged.drop("failed_expectations", "rejected"), rows_spec)
+    result.docs_path = gx.docs_path
+    disagree = {k: (spark_counts.get(k, 0), v) for k, v in gx.unexpected.items() if spark_counts.get(k, 0) != v}
+    if disagree:
+        raise RuntimeError(f"row gate disagrees with Great Expectations (spark, gx): {disagree}")
+    result.rejected_by = {k: v for k, v in spark_counts.items() if v}
+
+
+def _merge_gold(spark, warehouse: Warehouse, judged, gone, run_id: str) -> None:
+    """One MERGE per gold table: passed rows upserted; rejected rows and orphaned audio deleted."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from schemas.gold import UTTERANCES_SCHEMA
+
+    cols = [f.name for f in UTTERANCES_SCHEMA.fields]
+    drop = gone.select("audio_id", F.lit(1).alias("rejected"))
+    source = judged.withColumn("published_at", F.current_timestamp()).withColumn(
+        "publish_run_id", F.lit(run_id)).select(*cols, "rejected").unionByName(drop, allowMissingColumns=True)
+    (
+        DeltaTable.forPath(spark, warehouse.path(UTTERANCES)).alias("t")
+        .merge(source.alias("s"), "t.audio_id = s.audio_id")
+        .whenMatchedDelete(condition="s.rejected = 1")
+        .whenMatchedUpdate(condition="s.rejected = 0", set={c: f"s.{c}" for c in cols})
+        .whenNotMatchedInsert(condition="s.rejected = 0", values={c: f"s.{c}" for c in cols})
+        .execute()
+    )
+    # segments: those of passed rows replace what gold had for that audio; every other segment of a
+    # judged or orphaned audio goes (rejected now, or fewer segments than before)
+    silver = spark.read.format("delta").load(warehouse.path(SILVER)).select("audio_id", "asr")
+    passed = judged.where("rejected = 0").select("audio_id", "language")
+    fresh = passed.join(silver, "audio_id").select(
+        "audio_id", "language", F.explode("asr.segments").alias("seg")
+    ).select(
+        "audio_id", F.col("seg.id").alias("segment_id"), "language", F.col("seg.start_s").alias("start_s"),
+        F.col("seg.end_s").alias("end_s"), F.col("seg.text").alias("text"),
+        F.col("seg.avg_logprob").alias("avg_logprob"), F.col("seg.no_speech_prob").alias("no_speech_prob"),
+        F.col("seg.compression_ratio").alias("compression_ratio"),
+        F.col("seg.temperature").alias("temperature"), F.col("seg.words").alias("words"),
+    ).withColumn("_drop", F.lit(0))
+    touched = judged.select("audio_id").unionByName(gone.select("audio_id"))
+    existing = spark.read.format("delta").load(warehouse.path(SEGMENTS)).select("audio_id", "segment_id")
+    stale = existing.join(touched, "audio_id", "left_semi").join(
+        fresh.select("audio_id", "segment_id"), ["audio_id", "segment_id"], "left_anti").withColumn("_drop", F.lit(1))
+    seg_cols = [f.name for f in SEGMENTS.schema.fields]
+    (
+        DeltaTable.forPath(spark, warehouse.path(SEGMENTS)).alias("t")
+        .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"),
+               "t.audio_id = s.audio_id AND t.segment_id = s.segment_id")
+        .whenMatchedDelete(condition="s._drop = 1")
+        .whenMatchedUpdate(set={c: f"s.{c}" for c in seg_cols})
+        .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in seg_cols})
+        .execute()
+    )
+
+
+def _record_outcomes(spark, warehouse: Warehouse, judged, run_id: str) -> None:
+    """Every live URI of a judged audio: curated, or quarantined with the expectations it broke."""
+    from pyspark.sql import functions as F
+
+    rows = live_files(spark, warehouse).select("uri", "audio_id").join(
+        judged.select("audio_id", "failed_expectations", "rejected", "recipe_hash", "annotated_at",
+                      "decision_key"), "audio_id")
+    rows = rows.select(
+        "uri", "audio_id", "failed_expectations", "recipe_hash", "annotated_at", "decision_key",
+        F.when(F.col("rejected") == 1, outcomes.QUARANTINED).otherwise(outcomes.CURATED).alias("status"),
+        F.when(F.col("rejected") == 1, F.lit(str(ErrorCode.EXPECTATION_FAILED))).alias("error_code"),
+        F.when(F.col("rejected") == 1, F.concat(F.lit("failed: "), F.array_join("failed_expectations", ", ")))
+        .alias("reason"),
+    )
+    outcomes.record(spark, warehouse, outcomes.outcome_rows(rows, run_id, stage="publish"),
+                    warehouse.staging("publish_outcomes", run_id))
