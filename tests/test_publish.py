@@ -122,3 +122,31 @@ def test_readme_example_queries_run_and_return_rows(spark, corpus_warehouse):
     assert len(queries) >= 4
     for q in queries:
         assert spark.sql(q).count() > 0, q
+
+
+def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
+    """A null floor input (annotator failed or skipped) fails the companion 'measured' expectation."""
+    from expectations.gate import load_suite_spec, with_row_failures
+
+    config = load_config(overrides={"warehouse": "unused"})
+    recipe = config.section("publish")["recipe"]
+    good = {"duration_s": 3.0, "sample_rate": 16000, "effective_hz": 7000.0, "speech_ratio": 0.8, "snr_db": 30.0,
+            "dnsmos_ovrl": 3.5, "language": "en", "language_prob": 0.99, "language_agrees": True,
+            "transcript": "hello there", "hallucination": False, "has_pii": False, "clipping_ratio": 0.0}
+    schema = ("audio_id string, duration_s double, sample_rate int, effective_hz double, speech_ratio double, "
+              "snr_db double, dnsmos_ovrl double, language string, language_prob double, language_agrees boolean, "
+              "transcript string, hallucination boolean, has_pii boolean, clipping_ratio double")
+    rows = [{"audio_id": "good", **good}, {"audio_id": "no_mos", **good, "dnsmos_ovrl": None},
+            {"audio_id": "no_text", **good, "hallucination": None, "has_pii": None},
+            {"audio_id": "no_levels", **good, "clipping_ratio": None}]
+    df = spark.createDataFrame([tuple(r[c.split()[0]] for c in schema.split(", ")) for r in rows], schema)
+
+    def judge(values):
+        spec = load_suite_spec("rows", {"recipe": values, "critical": {}})
+        return {r["audio_id"]: r["failed_expectations"] for r in with_row_failures(df, spec).collect()}
+
+    strict = judge(recipe)
+    assert strict == {"good": None, "no_mos": ["dnsmos_measured"], "no_text": ["text_checked"],
+                      "no_levels": ["levels_measured"]}
+    relaxed = judge({**recipe, "optional_annotators": ["quality", "levels"]})
+    assert relaxed["no_mos"] is None and relaxed["no_levels"] is None and relaxed["no_text"] == ["text_checked"]
