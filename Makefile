@@ -47,6 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: setup
+	$(BIN)/python -m bench.pii_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.annotators_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.ingest_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.annotate_bench --out BENCHMARKS.md

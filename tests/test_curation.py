@@ -196,3 +196,26 @@ def test_quarantine_view_matches_file_state(spark, world):
     wh.attach_existing()
     view = {r["uri"] for r in spark.sql("SELECT uri FROM ops.quarantine").collect()}
     assert view == {r["uri"] for r in quarantine_rows(spark, wh)}
+
+
+def test_pruning_deleted_files_as_the_readme_says(spark, world):
+    """The README's two prune statements, run through `voxlake sql`'s code path (last: it changes tables)."""
+    import io
+    import re
+
+    from conftest import REPO
+
+    from jobs.sql import run_sql
+
+    wh = world["wh"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"To prune.*?```bash\n(.*?)```", readme, flags=re.S).group(1)
+    statements = re.findall(r'voxlake sql --warehouse W "(.*?)"\n', block.replace("\n  ", " "), flags=re.S)
+    assert len(statements) == 2
+    for sql in statements:
+        assert run_sql(spark, wh, sql.replace("INTERVAL 30 DAYS", "INTERVAL 0 DAYS"), "json", 10,
+                       out=io.StringIO()) == 0
+    assert not [r for r in table(spark, wh, BRONZE) if r["uri"].endswith("/b.wav")]
+    assert not [r for r in table(spark, wh, FILE_STATE) if r["uri"].endswith("/b.wav")]
+    places = assert_one_place(spark, wh)
+    assert "b.wav" not in places and places["a.wav"][0] == "curated"
