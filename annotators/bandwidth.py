@@ -14,6 +14,28 @@ import pyarrow as pa
 from annotators.base import AnnotationError, Annotator, AudioItem
 from schemas.errors import ErrorCode
 
+CHUNK_SEGMENTS = 1024  # Welch segments per pass (about 45-90 s of audio)
+
+
+def long_term_psd(x: np.ndarray, rate: int, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Welch's mean PSD of the channel mix, computed over chunks of whole segments (half overlap).
+
+    Each segment's periodogram depends on its own samples only, so the weighted mean of the chunks'
+    means is exactly the one-pass result, without a segment matrix the size of the whole signal.
+    """
+    from scipy.signal import welch
+
+    step = nperseg // 2
+    segments = 1 + (len(x) - nperseg) // step
+    total, freqs = None, None
+    for s0 in range(0, segments, CHUNK_SEGMENTS):
+        s1 = min(segments, s0 + CHUNK_SEGMENTS)
+        chunk = x[s0 * step: (s1 - 1) * step + nperseg]
+        mono = chunk.mean(axis=1) if chunk.ndim == 2 else chunk
+        freqs, psd = welch(mono, fs=rate, nperseg=nperseg, noverlap=step, window="hann", average="mean")
+        total = psd * (s1 - s0) if total is None else total + psd * (s1 - s0)
+    return freqs, total / segments
+
 
 class Bandwidth(Annotator):
     name = "bandwidth"
@@ -27,15 +49,13 @@ class Bandwidth(Annotator):
 
     def annotate(self, item: AudioItem) -> dict:
         from scipy.ndimage import uniform_filter1d
-        from scipy.signal import welch
 
         x = item.native if item.native is not None else item.samples[:, None]
         rate = item.native_rate or item.sample_rate
-        mono = x.mean(axis=1) if x.ndim == 2 else x
-        if len(mono) < 2048 or not np.any(mono):
-            raise AnnotationError(ErrorCode.TOO_SHORT, "need at least 2048 non-silent samples for a spectrum")
         nperseg = 2048 if rate <= 24000 else 4096
-        freqs, psd = welch(mono, fs=rate, nperseg=nperseg, noverlap=nperseg // 2, window="hann", average="mean")
+        if len(x) < max(2048, nperseg) or not np.any(x):
+            raise AnnotationError(ErrorCode.TOO_SHORT, "need at least 2048 non-silent samples for a spectrum")
+        freqs, psd = long_term_psd(x, rate, nperseg)
         level = 10 * np.log10(psd + 1e-30)
         width = max(1, int(self.params["smooth_hz"] / (freqs[1] - freqs[0])))
         smooth = uniform_filter1d(level, size=width, mode="nearest")

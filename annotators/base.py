@@ -19,6 +19,10 @@ from schemas.errors import ErrorCode
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
+# How many runs in a row computed this result and failed with it (1 after a first failure): a transient
+# failure is retried on the next run only while this stays under annotate.max_attempts.
+ATTEMPT_FIELD = pa.field("attempt", pa.int32())
+
 COMMON_FIELDS = [
     pa.field("status", pa.string()),
     pa.field("error_code", pa.string()),
@@ -96,7 +100,8 @@ class Annotator:
     @classmethod
     def output_schema(cls) -> pa.StructType:
         extra = [pa.field("inputs_hash", pa.string())] if cls.meta_inputs else []
-        return pa.struct(COMMON_FIELDS + list(cls.fields) + extra)  # appended: old tables gain it last
+        # appended, so tables written before these fields existed gain them last
+        return pa.struct(COMMON_FIELDS + list(cls.fields) + extra + [ATTEMPT_FIELD])
 
     def setup(self, device: str = "cpu", device_index: int = 0, threads: int = 1) -> None:
         """Load models. Called once per process (the Spark adapter caches the instance per worker)."""

@@ -122,15 +122,22 @@ def _decode_soundfile(f: BinaryIO, limits: DecodeLimits):
         header_s = snd.frames / rate if rate and snd.frames > 0 else None
         _check_length(header_s, limits)
         blocks, total = [], 0
+        # with a frame count in the header (checked against the limit above), read straight into one
+        # array: no second copy of a long file when the blocks are joined
+        into = np.empty((snd.frames, snd.channels), np.float32) if header_s else None
         try:
             # read in 1 s blocks: a wrong header cannot make us allocate more than max_duration_s, and
             # a file cut short still yields what precedes the cut (so it is TRUNCATED, not unreadable)
             block = max(rate, 1)
             while True:
-                data = snd.read(block, dtype="float32", always_2d=True)
+                if into is not None:
+                    data = snd.read(out=into[total: total + block]) if total < len(into) else into[:0]
+                else:
+                    data = snd.read(block, dtype="float32", always_2d=True)
                 if len(data) == 0:
                     break
-                blocks.append(data)
+                if into is None:
+                    blocks.append(data)
                 total += len(data)
                 _check_length(total / rate, limits)
         except DecodeError:
@@ -143,7 +150,10 @@ def _decode_soundfile(f: BinaryIO, limits: DecodeLimits):
                     f"decoding stopped after {decoded_s:.3f} of {header_s:.3f} s: {type(exc).__name__}: {exc}",
                 ) from None
             raise DecodeError(ErrorCode.DECODE_FAILED, f"{type(exc).__name__}: {exc}") from None
-    native = np.concatenate(blocks) if blocks else np.zeros((0, snd.channels), np.float32)
+    if into is not None:
+        native = into[:total]
+    else:
+        native = np.concatenate(blocks) if blocks else np.zeros((0, snd.channels), np.float32)
     return native, rate, header_s
 
 

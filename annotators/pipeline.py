@@ -38,6 +38,17 @@ class FileOutput:
     results: dict[str, dict]
 
 
+def attempt_number(a: Annotator, result: dict, previous: dict | None) -> int | None:
+    """1 for a first failure, previous + 1 when the same annotator version and params failed again with
+    the same code; None for a success or a skip (nothing to retry)."""
+    if result.get("status") != FAILED:
+        return None
+    if previous and previous.get("status") == FAILED and previous.get("error_code") == result.get("error_code") \
+            and previous.get("version") == a.version and previous.get("params_hash") == a.params_hash:
+        return int(previous.get("attempt") or 1) + 1
+    return 1
+
+
 class Pipeline:
     def __init__(self, annotators: list[Annotator], limits: DecodeLimits = DecodeLimits(), strict: bool = False):
         self.annotators = annotators
@@ -89,9 +100,11 @@ class Pipeline:
             for k, result in zip(live, results, strict=True):
                 outputs[k].results[a.name] = result
                 decoded[k][0].upstream[a.name] = result
-            if a.meta_inputs:  # record which metadata the result was computed from
-                for k in wanted:
-                    outputs[k].results[a.name]["inputs_hash"] = inputs[k].inputs_hash.get(a.name)
+            for k in wanted:
+                result = outputs[k].results[a.name]
+                if a.meta_inputs:  # record which metadata the result was computed from
+                    result["inputs_hash"] = inputs[k].inputs_hash.get(a.name)
+                result["attempt"] = attempt_number(a, result, inputs[k].upstream.get(a.name))
         return outputs
 
     def _annotate(self, a: Annotator, items: list[AudioItem]) -> list[dict]:

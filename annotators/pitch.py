@@ -17,6 +17,7 @@ from schemas.errors import ErrorCode
 
 HOP = 160  # 10 ms at 16 kHz
 FRAME = 1024
+CHUNK_FRAMES = 6000  # 60 s of frames per pass
 
 
 def warm_up(fmin_hz: float = 60.0, fmax_hz: float = 500.0) -> None:
@@ -47,15 +48,10 @@ class Pitch(Annotator):
         warm_up(self.params["fmin_hz"], self.params["fmax_hz"])
 
     def annotate(self, item: AudioItem) -> dict:
-        import librosa
-
         x, sr = item.samples, item.sample_rate
         if len(x) < FRAME:
             raise AnnotationError(ErrorCode.TOO_SHORT, f"need at least {FRAME} samples at 16 kHz")
-        f0 = librosa.yin(x, fmin=self.params["fmin_hz"], fmax=self.params["fmax_hz"], sr=sr,
-                         frame_length=FRAME, hop_length=HOP, center=False)
-        frames = librosa.util.frame(x, frame_length=FRAME, hop_length=HOP, axis=0)[: len(f0)]
-        energy = np.mean(frames.astype(np.float64) ** 2, axis=1)
+        f0, energy, periodicity = self._frames(x, sr)
         centers = np.arange(len(f0)) * HOP + FRAME // 2
 
         vad = item.upstream.get("vad")
@@ -69,7 +65,7 @@ class Pitch(Annotator):
         if not region_mask.any():
             return {"f0_mean_hz": None, "f0_median_hz": None, "f0_std_hz": None, "voiced_ratio": None,
                     "region": region}
-        periodic = self._periodicity(frames, sr / f0) >= self.params["voicing_corr"]
+        periodic = periodicity >= self.params["voicing_corr"]
         loud = energy > max(energy.max() * 1e-5, 1e-10)
         voiced = region_mask & periodic & loud
         values = f0[voiced]
@@ -80,6 +76,27 @@ class Pitch(Annotator):
             "voiced_ratio": float(voiced.sum() / region_mask.sum()),
             "region": region,
         }
+
+    def _frames(self, x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """f0, energy and periodicity per 10 ms frame, computed over CHUNK_FRAMES frames at a time.
+
+        Each frame is computed from its own 1024 samples, so chunking gives exactly the frames of one
+        pass over the whole signal, without holding a frame matrix (6x the signal) for a long file.
+        """
+        import librosa
+
+        total = 1 + (len(x) - FRAME) // HOP
+        f0s, energies, periods = [], [], []
+        for k0 in range(0, total, CHUNK_FRAMES):
+            k1 = min(total, k0 + CHUNK_FRAMES)
+            seg = x[k0 * HOP: (k1 - 1) * HOP + FRAME]
+            f0 = librosa.yin(seg, fmin=self.params["fmin_hz"], fmax=self.params["fmax_hz"], sr=sr,
+                             frame_length=FRAME, hop_length=HOP, center=False)
+            frames = librosa.util.frame(seg, frame_length=FRAME, hop_length=HOP, axis=0)[: len(f0)]
+            energies.append(np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / FRAME)
+            periods.append(self._periodicity(frames, sr / f0))
+            f0s.append(f0)
+        return np.concatenate(f0s), np.concatenate(energies), np.concatenate(periods)
 
     @staticmethod
     def _periodicity(frames: np.ndarray, period: np.ndarray) -> np.ndarray:

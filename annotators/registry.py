@@ -18,6 +18,14 @@ ANNOTATORS: dict[str, str] = {
 }
 
 
+def register(name: str, target: str) -> None:
+    """Add an annotator class ("module:Class") by name: plugins from the config (annotate.plugins),
+    registered in the driver and in each worker before anything is built."""
+    if ANNOTATORS.get(name, target) != target:
+        raise ValueError(f"annotator '{name}' is already registered as {ANNOTATORS[name]}")
+    ANNOTATORS[name] = target
+
+
 def load_class(name: str) -> type[Annotator]:
     try:
         module, cls = ANNOTATORS[name].split(":")

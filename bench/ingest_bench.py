@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         body = (
             "## Ingest: many small files\n\n"
             f"`voxlake ingest` over {args.files:,} WAV files (0.1 s, 16 kHz, 3.2 KB each) in 10 folders, "
-            "local mode (`local[*]`), wall time of the whole command including JVM start-up.\n\n"
+            "local mode (the default master), wall time of the whole command including JVM start-up.\n\n"
             "| run | wall s | files/s |\n| --- | ---: | ---: |\n"
             f"| first (list, stat, hash, probe, MERGE) | {first:.1f} | {args.files / first:,.0f} |\n"
             f"| rerun, nothing new (list, skip, no commit) | {second:.1f} | {args.files / second:,.0f} |\n\n"

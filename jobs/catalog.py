@@ -11,7 +11,7 @@ from schemas.silver import ANNOTATED_BY, DECODE
 from schemas.tables import BRONZE, FILE_STATE, RUNS, TableSpec
 
 __all__ = ["BRONZE", "CONSTRAINTS", "FILE_STATE", "RUNS", "SEGMENTS", "SILVER", "TABLES", "UTTERANCES",
-           "annotator_type"]
+           "annotator_type", "tables"]
 
 
 def annotator_type(name: str):
@@ -32,3 +32,9 @@ def silver_schema() -> StructType:
 
 SILVER = TableSpec("silver", "annotations", silver_schema())
 TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS, SILVER, UTTERANCES, SEGMENTS)
+
+
+def tables() -> tuple[TableSpec, ...]:
+    """Every table, with silver's columns from the annotators registered now (plugins included)."""
+    silver = TableSpec(SILVER.database, SILVER.name, silver_schema())
+    return tuple(silver if t is SILVER else t for t in TABLES)

@@ -31,6 +31,9 @@ def _common(p: argparse.ArgumentParser, sources: bool) -> None:
                        help="folder, file URI or audio table (Parquet/Delta); repeatable")
         p.add_argument("--manifest", action="append", default=[], metavar="FILE",
                        help="JSON Lines manifest: {path, text?, language?, speaker?, ...}; repeatable")
+        p.add_argument("--max-files", type=int, metavar="N",
+                       help="cap this run's annotate work (it stops after the chunk that reaches N files)")
+        p.add_argument("--max-hours", type=float, metavar="H", help="cap this run's annotate work in audio hours")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("annotate", help="annotate bronze audio into silver.annotations"), sources=True)
     _common(sub.add_parser("publish", help="validate silver with the GX suites; publish gold, quarantine the rest"),
             sources=True)
+    _common(sub.add_parser("maintain", help="table upkeep: compaction, deletion vectors on silver, vacuum"),
+            sources=False)
     sql = sub.add_parser("sql", help="run SQL over the warehouse's tables")
     _common(sql, sources=False)
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     overrides = {"warehouse": args.warehouse} if args.warehouse else {}
+    caps = {k: getattr(args, k, None) for k in ("max_files", "max_hours") if getattr(args, k, None) is not None}
+    if caps:
+        overrides["run"] = caps
     try:
         config = load_config(
             args.config, overrides,

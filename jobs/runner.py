@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from jobs.config import Config, ConfigError
 from jobs.exit_codes import EXIT_BLOCKED, EXIT_OK, EXIT_USAGE
 from jobs.ledger import RunRecord, write_run
+from jobs.liveness import Heartbeat, reap_dead_runs
 from jobs.session import SessionError, build_session
 from jobs.warehouse import Warehouse
 
@@ -25,7 +26,7 @@ def dispatch(args, config: Config) -> int:
         from jobs.sql import run_sql
 
         return run_sql(spark, warehouse, args.query, args.format, args.limit)
-    if args.command in ("ingest", "annotate", "publish", "run"):
+    if args.command in ("ingest", "annotate", "publish", "run", "maintain"):
         return run_stages(spark, config, warehouse, job=args.command)
     raise ConfigError(f"unknown command {args.command}")
 
@@ -45,13 +46,23 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
 
 def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
     """Run the pipeline stages of `job`, with one ledger row for the whole run."""
+    from jobs.stages.annotate import register_plugins
+
+    register_plugins(config)  # before attach: plugin annotators have silver columns too
+    warehouse.attach()
+    reap_dead_runs(warehouse, float(config.section("run").get("dead_after_s", 300)))
+    record = RunRecord(job=job, config_hash=config.hash())
+    with Heartbeat(warehouse, record, float(config.section("run").get("heartbeat_s", 30))):
+        return _execute_stages(spark, config, warehouse, job, record)
+
+
+def _execute_stages(spark, config: Config, warehouse: Warehouse, job: str, record: RunRecord) -> Outcome:
     from jobs.catalog import RUNS, TABLES
     from jobs.stages.annotate import run_annotate
     from jobs.stages.ingest import run_ingest
+    from jobs.stages.maintain import run_maintain
     from jobs.stages.publish import run_publish
 
-    warehouse.attach()
-    record = RunRecord(job=job, config_hash=config.hash())
     results = {}
     try:
         if job == "ingest" or (job == "run" and (config.sources or config.manifests)):
@@ -68,6 +79,9 @@ def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
                 results["publish"] = run_publish(spark, config, warehouse, record)
             if results["publish"].blocked:
                 exit_code = EXIT_BLOCKED
+        if job == "maintain" or (job == "run" and config.section("maintain").get("after_run")):
+            with record.stage("maintain"):
+                results["maintain"] = run_maintain(spark, config, warehouse, record)
         record.status = "blocked" if exit_code == EXIT_BLOCKED else "succeeded"
         record.delta_versions = {
             spec.qualified: warehouse.table_version(spec)
@@ -100,7 +114,10 @@ def print_summary(results: dict, record: RunRecord) -> None:
             lines.append(f"  deleted           {ingest.deleted} (no longer listed by their source)")
     annotate = results.get("annotate")
     if annotate:
-        lines.append(f"  annotated         {annotate.annotated} files ({annotate.audio_seconds / 3600:.3f} h)")
+        lines.append(f"  annotated         {annotate.annotated} files ({annotate.audio_seconds / 3600:.3f} h)"
+                     + (f" in {annotate.chunks} commits" if annotate.chunks > 1 else "")
+                     + (f"; stopped at the cap with {annotate.candidates - annotate.annotated} left"
+                        if annotate.stopped_by_cap else ""))
         for name, m in annotate.by_annotator.items():
             lines.append(f"    {name:<10} ok {int(m['ok']):>5}  failed {int(m['failed']):>4}  "
                          f"skipped {int(m['skipped']):>4}  {m['seconds']:8.1f} s")
@@ -120,6 +137,10 @@ def print_summary(results: dict, record: RunRecord) -> None:
             lines.append("    rejected by: " + ", ".join(f"{k}: {v}" for k, v in sorted(publish.rejected_by.items())))
         if publish.docs_path:
             lines.append(f"  data docs         {publish.docs_path}")
+    maintain = results.get("maintain")
+    if maintain:
+        lines.append(f"  maintained        compacted {len(maintain.compacted)} tables, vacuumed "
+                     f"{sum(maintain.vacuumed.values())} files")
     if record.delta_versions:
         lines.append("  delta versions    " + ", ".join(f"{k}@{v}" for k, v in record.delta_versions.items()
                                                       if v is not None))

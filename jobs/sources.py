@@ -37,10 +37,10 @@ def _list_folder(spark, source: str, extensions: list[str]):
 
     Spark's file scan skips zero-byte files, but its file index (inputFiles) still lists them: files
     the scan did not return get their size and mtime from a stat in the executors, so an empty file
-    is recorded as EMPTY instead of vanishing.
+    is recorded as EMPTY instead of vanishing. The index's paths stay in the JVM (a Dataset built
+    there): they never travel through the Python driver.
     """
-    from urllib.parse import unquote
-
+    from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
     ext_regex = r"(?i)\.(" + "|".join(e.lstrip(".") for e in extensions) + r")$"
@@ -50,8 +50,15 @@ def _list_folder(spark, source: str, extensions: list[str]):
         F.col("length").alias("size_bytes"),
         F.col("modificationTime").alias("modified_at"),
     )
-    indexed = [_hadoop_uri(unquote(p)) for p in files.inputFiles()]
-    listed = spark.createDataFrame([(u,) for u in indexed], "uri string").where(F.col("uri").rlike(ext_regex))
+    jvm = spark.sparkContext._jvm
+    indexed = spark._jsparkSession.createDataset(
+        jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(files._jdf.inputFiles()),
+        jvm.org.apache.spark.sql.Encoders.STRING())
+    # inputFiles are URI-escaped java.net.URI strings (`file:///a%20b`); the scan's paths are Hadoop Paths
+    # (`file:/a b`): unescape (keeping '+') and drop the empty authority so the two match
+    decoded = F.expr("reflect('java.net.URLDecoder', 'decode', replace(value, '+', '%2B'), 'UTF-8')")
+    listed = DataFrame(indexed.toDF(), spark).select(
+        F.regexp_replace(decoded, "^file:///", "file:/").alias("uri")).where(F.col("uri").rlike(ext_regex))
     return listed.join(scanned, on="uri", how="left").select(
         "uri",
         "size_bytes",
@@ -62,11 +69,6 @@ def _list_folder(spark, source: str, extensions: list[str]):
         F.lit(None).cast("string").alias("speaker"),
         F.lit(None).cast("map<string,string>").alias("extra"),
     )
-
-
-def _hadoop_uri(uri: str) -> str:
-    """`file:///x` (java.net.URI form) -> `file:/x` (Hadoop Path form, what the scan's path column uses)."""
-    return "file:" + uri[len("file://"):] if uri.startswith("file:///") else uri
 
 
 def _manifest_uri_column(path_col, base_dir: str):

@@ -8,6 +8,7 @@ its own metastore (Hive, Unity) the same `CREATE TABLE ... LOCATION` statements 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,9 +38,9 @@ class Warehouse:
         """Create missing tables and register all of them in this session's catalog."""
         from delta.tables import DeltaTable
 
-        from jobs.catalog import CONSTRAINTS, TABLES
+        from jobs.catalog import CONSTRAINTS, tables
 
-        specs = TABLES if specs is None else specs
+        specs = tables() if specs is None else specs
         previous = self.spark.conf.get(ATTACHED_CONF, None)
         for spec in specs:
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
@@ -135,11 +136,45 @@ class Warehouse:
                     out.append((db, t_status.getPath().getName()))
         return sorted(out)
 
-    def remove(self, path: str) -> None:
-        """Delete a folder (staging data) through Hadoop's filesystem, local or object store."""
+    def _fs(self, path: str):
         jvm = self.spark.sparkContext._jvm
         hpath = jvm.org.apache.hadoop.fs.Path(path)
-        hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+        return hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+    def write_text(self, path: str, text: str) -> None:
+        fs, hpath = self._fs(path)
+        out = fs.create(hpath, True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+
+    def read_text(self, path: str) -> str:
+        fs, hpath = self._fs(path)
+        stream = fs.open(hpath)
+        try:
+            jvm = self.spark.sparkContext._jvm
+            return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+
+    def touch(self, path: str) -> None:
+        """Set the modification time to now (a heartbeat)."""
+        fs, hpath = self._fs(path)
+        fs.setTimes(hpath, int(time.time() * 1000), -1)
+
+    def list_files(self, folder: str, dirs: bool = False) -> list[tuple[str, int]]:
+        """(path, modification time in ms) of the files (or folders) directly in `folder`."""
+        fs, hpath = self._fs(folder)
+        if not fs.exists(hpath):
+            return []
+        return [(st.getPath().toString(), int(st.getModificationTime())) for st in fs.listStatus(hpath)
+                if st.isDirectory() == dirs]
+
+    def remove(self, path: str) -> None:
+        """Delete a file or folder (staging data) through Hadoop's filesystem, local or object store."""
+        fs, hpath = self._fs(path)
+        fs.delete(hpath, True)
 
     def staging(self, stage: str, run_id: str) -> str:
         """A run's scratch folder for staged results (removed when the stage is done)."""

@@ -26,6 +26,7 @@ class ErrorCode(str, Enum):
     # Annotating
     NO_SPEECH = "NO_SPEECH"  # VAD found no speech, so speech-only features are undefined
     TIMEOUT = "TIMEOUT"  # exceeded the per-file time limit
+    WORKER_CRASHED = "WORKER_CRASHED"  # the worker died (crash, OOM kill) with this file in progress, twice
     MODEL_ERROR = "MODEL_ERROR"  # a model failed on this input
     DEPENDENCY_FAILED = "DEPENDENCY_FAILED"  # an upstream annotator this one needs did not succeed
     # Publishing

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
 sys.path.insert(0, str(Path(__file__).parent))
+# the test-only annotators (tests/plugins.py) must import in Spark's Python workers and in CLI subprocesses,
+# which inherit this environment
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 
 
 def quarantine_rows(spark, wh) -> list[dict]:
@@ -25,7 +29,7 @@ def spark(tmp_path_factory):
     from jobs.config import load_config
     from jobs.session import build_session
 
-    config = load_config(overrides={"warehouse": str(tmp_path_factory.mktemp("wh")), "spark": {"master": "local[2]"}})
+    config = load_config(overrides={"warehouse": str(tmp_path_factory.mktemp("wh")), "spark": {"master": "local[2,4]"}})  # 4 attempts per task, as on a cluster
     session = build_session(config, app_name="voxlake-tests")
     yield session
     session.stop()

@@ -1,10 +1,15 @@
 """The generic Spark adapter: any list of annotators as one mapInPandas function.
 
-Per Arrow batch (a handful of files, set by spark.sql.execution.arrow.maxRecordsPerBatch) it opens each
-file once, decodes it once and runs the annotators each file needs, with the models of this worker's
-cached pipeline. Results travel back as JSON strings (parsed against the silver schema in the job), so
-deeply nested results (segments → words) need no pandas/Arrow struct conversion. Expected failures are
-results; a file over the time limit gets TIMEOUT; only a programming error (with strict) fails a task.
+Per Arrow batch it groups files by audio seconds (`batch_audio_s`, so one batch never holds several hour-long
+files at once), opens each file once, decodes it once and runs the annotators each file needs, with the
+models of this worker's cached pipeline. Results travel back as JSON strings (parsed against the silver
+schema in the job), so deeply nested results (segments → words) need no pandas/Arrow struct conversion.
+
+Failures stay per file. Expected ones are results. A file over `file_timeout_s` gets TIMEOUT: a SIGALRM
+interrupts Python code, and a watchdog kills the worker when a native call does not return within a
+grace period. A file that kills its worker (that watchdog, a segfault, the OOM killer) is found by its
+"in progress" marker when Spark retries the task (udfs.markers) and recorded as TIMEOUT or
+WORKER_CRASHED after `max_starts` starts, while the other files of the task are annotated as usual.
 """
 from __future__ import annotations
 
@@ -24,11 +29,13 @@ import pandas as pd
 
 from annotators.base import FAILED
 from annotators.decode import DecodeLimits
-from annotators.pipeline import FileInput, FileOutput, Pipeline
+from annotators.pipeline import FileInput, FileOutput, Pipeline, attempt_number
+from annotators.registry import register
 from schemas.errors import ErrorCode
 from udfs.cache import get_pipeline
 from udfs.device import task_placement
 from udfs.files import open_uri
+from udfs.markers import Markers
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +51,19 @@ class AnnotateSpec:
     gpu_fallback: str
     file_timeout_s: float
     run_id: str
+    batch_audio_s: float = 300.0  # audio seconds decoded and annotated together
+    marker_dir: str | None = None  # where "in progress" markers live (None: no poison-file isolation)
+    max_starts: int = 2  # starts of one file that may die with their worker before it is given up
+    hard_limit_grace_s: float = 60.0  # a file still running this long after its limit kills the worker
+    plugins: tuple[tuple[str, str], ...] = ()  # extra annotators: (name, "module:Class")
 
     def output_columns(self) -> list[str]:
         return ["audio_id", "decode", *self.names, "annotated_by"]
 
 
-class _Timeout(Exception):
-    pass
+class FileTimeout(BaseException):
+    """Raised by SIGALRM. A BaseException, so that no `except Exception` in an annotator or a library
+    can swallow it and turn an over-time file into an ordinary failure."""
 
 
 @contextmanager
@@ -61,7 +74,7 @@ def time_limit(seconds: float):
         return
 
     def _raise(signum, frame):
-        raise _Timeout()
+        raise FileTimeout()
 
     previous = signal.signal(signal.SIGALRM, _raise)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -70,6 +83,33 @@ def time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class Watchdog:
+    """Kills this worker when a batch overruns its limit by the grace period (a native call that SIGALRM
+    cannot interrupt). `on_fire` marks the files first, so the retried task records them as TIMEOUT."""
+
+    def __init__(self):
+        self._timer: threading.Timer | None = None
+
+    @contextmanager
+    def armed(self, seconds: float, on_fire):
+        if not seconds or seconds <= 0:
+            yield
+            return
+
+        def fire():
+            log.error("a batch overran its time limit by the grace period; killing this worker")
+            on_fire()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        self._timer = threading.Timer(seconds, fire)
+        self._timer.daemon = True
+        self._timer.start()
+        try:
+            yield
+        finally:
+            self._timer.cancel()
 
 
 def _opener(uri: str, content):
@@ -84,11 +124,12 @@ def _bytes_ctx(data: bytes):
     yield io.BytesIO(data)
 
 
-def _inputs(batch: pd.DataFrame) -> list[FileInput]:
+def _inputs(batch: pd.DataFrame) -> list[tuple[FileInput, float]]:
     out = []
     for rec in batch.to_dict("records"):
         current = json.loads(rec["current"]) if rec.get("current") else {}
-        out.append(FileInput(
+        duration = rec.get("duration_s")
+        out.append((FileInput(
             audio_id=rec["audio_id"],
             open=_opener(rec["uri"], rec.get("content")),
             meta={"reference_text": rec.get("reference_text"), "language_hint": rec.get("language_hint"),
@@ -96,38 +137,97 @@ def _inputs(batch: pd.DataFrame) -> list[FileInput]:
             only=set(rec["need"]),
             upstream={k: v for k, v in current.items() if v is not None},
             inputs_hash=json.loads(rec["inputs"]) if rec.get("inputs") else {},
-        ))
+        ), 0.0 if duration is None or pd.isna(duration) else float(duration)))
     return out
 
 
+def groups_by_audio_seconds(items: list[tuple[FileInput, float]], budget_s: float) -> list[list[FileInput]]:
+    """Consecutive groups whose audio adds up to at most budget_s (a longer file goes alone)."""
+    out, group, total = [], [], 0.0
+    for inp, seconds in items:
+        if group and total + seconds > budget_s:
+            out.append(group)
+            group, total = [], 0.0
+        group.append(inp)
+        total += seconds
+    if group:
+        out.append(group)
+    return out
+
+
+def failed_output(pipeline: Pipeline, inp: FileInput, code: ErrorCode, message: str) -> FileOutput:
+    """Every annotator the file needed, failed with `code` (and its attempt count)."""
+    results = {}
+    for a in pipeline.annotators:
+        if inp.only is None or a.name in inp.only:
+            result = a.result(FAILED, code, message)
+            result["attempt"] = attempt_number(a, result, inp.upstream.get(a.name))
+            if a.meta_inputs:
+                result["inputs_hash"] = inp.inputs_hash.get(a.name)
+            results[a.name] = result
+    return FileOutput(inp.audio_id, {"status": FAILED, "error_code": str(code), "error_message": message}, results)
+
+
 def _run_files(pipeline: Pipeline, inputs: list[FileInput], timeout_s: float) -> list[FileOutput]:
-    """Run the batch under a limit of timeout_s per file; on timeout, isolate the slow file(s)."""
+    """Run the batch under timeout_s per file; on a timeout, run its files one by one under their own."""
     try:
         with time_limit(timeout_s * len(inputs)):
             return pipeline.run(inputs)
-    except _Timeout:
+    except FileTimeout:
         if len(inputs) > 1:
             return [out for inp in inputs for out in _run_files(pipeline, [inp], timeout_s)]
-    inp = inputs[0]
-    msg = f"over the per-file limit of {timeout_s:.0f} s (annotate.file_timeout_s)"
-    results = {a.name: a.result(FAILED, ErrorCode.TIMEOUT, msg) for a in pipeline.annotators
-               if inp.only is None or a.name in inp.only}
-    return [FileOutput(inp.audio_id, {"status": FAILED, "error_code": str(ErrorCode.TIMEOUT),
-                                      "error_message": msg}, results)]
+    msg = f"over the per-file limit of {timeout_s:g} s (annotate.file_timeout_s)"
+    return [failed_output(pipeline, inputs[0], ErrorCode.TIMEOUT, msg)]
 
 
 def make_annotate_fn(spec: AnnotateSpec):
     def annotate_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for name, target in spec.plugins:
+            register(name, target)
         placement = task_placement(spec.gpu_fallback)
         loaded = get_pipeline(spec.names, spec.params, spec.limits, spec.strict,
                               placement.device, placement.index, placement.threads)
         pipeline = loaded.pipeline
+        markers = Markers(spec.marker_dir)
+        watchdog = Watchdog()
         host = socket.gethostname()
+
+        def run_group(group: list[FileInput]) -> list[FileOutput]:
+            for inp in group:
+                markers.start(inp.audio_id)
+
+            def mark_timeout():
+                for inp in group:
+                    marker = markers.read(inp.audio_id) or {"starts": 1}
+                    markers.write(inp.audio_id, {**marker, "reason": "timeout"})
+
+            hard = spec.file_timeout_s * len(group) + spec.hard_limit_grace_s if spec.file_timeout_s else 0
+            with watchdog.armed(hard, mark_timeout):
+                outputs = _run_files(pipeline, group, spec.file_timeout_s)
+            for inp in group:
+                markers.done(inp.audio_id)
+            return outputs
+
         for batch in batches:
             if batch.empty:
                 continue
             before = dict(pipeline.seconds)
-            outputs = _run_files(pipeline, _inputs(batch), spec.file_timeout_s)
+            outputs, fresh = [], []
+            for inp, seconds in _inputs(batch):
+                marker = markers.read(inp.audio_id)
+                if marker is None:
+                    fresh.append((inp, seconds))
+                elif marker["starts"] >= spec.max_starts:  # it took its worker down every time
+                    code = ErrorCode.TIMEOUT if marker.get("reason") == "timeout" else ErrorCode.WORKER_CRASHED
+                    msg = (f"the worker died {marker['starts']} times with this file in progress "
+                           f"({'killed over the time limit' if code == ErrorCode.TIMEOUT else 'crashed or killed'})")
+                    log.error("giving up on %s: %s", inp.audio_id, msg)
+                    outputs.append(failed_output(pipeline, inp, code, msg))
+                    markers.done(inp.audio_id)
+                else:  # in progress when a worker died: alone this time
+                    outputs += run_group([inp])
+            for group in groups_by_audio_seconds(fresh, spec.batch_audio_s):
+                outputs += run_group(group)
             seconds = {k: round(v - before.get(k, 0.0), 4) for k, v in pipeline.seconds.items()}
             by = json.dumps({
                 "run_id": spec.run_id, "host": host, "pid": os.getpid(), "load_id": loaded.load_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,30 @@ class AnnotateResult:
     audio_seconds: float
     by_annotator: dict  # name -> {"files", "ok", "failed", "skipped", "seconds"}
     errors_by_code: dict
+    chunks: int = 0  # silver commits made
+    stopped_by_cap: bool = False  # --max-files / --max-hours stopped the run with work left
 
 
-def annotate_spec(config: Config, run_id: str):
+def register_plugins(config: Config) -> tuple[tuple[str, str], ...]:
+    """Register the config's extra annotators (annotate.plugins: {name: "module:Class"}) in this process."""
+    from annotators.registry import register
+
+    plugins = tuple(sorted((config.section("annotate").get("plugins") or {}).items()))
+    for name, target in plugins:
+        try:
+            register(name, target)
+        except ValueError as exc:
+            raise ConfigError(f"annotate.plugins: {exc}") from None
+    return plugins
+
+
+def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None):
     from annotators.decode import DecodeLimits
     from annotators.registry import build
     from udfs.annotate import AnnotateSpec
 
     cfg = config.section("annotate")
+    plugins = register_plugins(config)
     names = list(cfg.get("annotators") or [])
     params = {k: dict(v or {}) for k, v in (cfg.get("params") or {}).items()}
     asr = params.get("asr")
@@ -60,6 +77,11 @@ def annotate_spec(config: Config, run_id: str):
         gpu_fallback=cfg.get("gpu_fallback", "cpu"),
         file_timeout_s=float(cfg.get("file_timeout_s", 900)),
         run_id=run_id,
+        batch_audio_s=float(cfg.get("batch_audio_s", 300)),
+        marker_dir=marker_dir,
+        max_starts=int(cfg.get("max_worker_deaths", 2)),
+        hard_limit_grace_s=float(cfg.get("hard_limit_grace_s", 60)),
+        plugins=plugins,
     )
     return spec, ordered
 
@@ -74,7 +96,7 @@ def _deps_closure(ordered) -> dict[str, set[str]]:
     return closure
 
 
-def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str]):
+def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], max_attempts: int = 2):
     """One row per live audio_id that needs work: uri to read, manifest fields, `need` (annotators to
     run), `inputs` (JSON: annotator -> hash of the metadata it reads) and `current` (JSON results)."""
     from pyspark.sql import functions as F
@@ -91,7 +113,8 @@ def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str]):
             cur.isNull()
             | (cur["version"] != F.lit(a.version))
             | (cur["params_hash"] != F.lit(a.params_hash))
-            | ((cur["status"] == "failed") & F.array_contains(retry, cur["error_code"]))
+            | ((cur["status"] == "failed") & F.array_contains(retry, cur["error_code"])
+               & (F.coalesce(cur["attempt"], F.lit(1)) < F.lit(max_attempts)))
         )
         if a.meta_inputs:
             stale[a.name] = stale[a.name] | ~cur["inputs_hash"].eqNullSafe(meta_hash(a.meta_inputs))
@@ -136,18 +159,84 @@ def _attach_table_bytes(spark, config: Config, work):
     return work.join(all_content, "uri", "left")
 
 
-def _spread_by_duration(work, n_tasks: int):
-    """Deal files to tasks like cards, longest first, so every task gets a similar amount of audio."""
+def _deal_to_tasks(work, n_tasks: int):
+    """Spread files over tasks by a hash of their id, longest first within a task: no global ordering
+    (which would move every row to one partition), and with many files per task the audio seconds per
+    task even out."""
     from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
 
-    w = Window.orderBy(F.col("duration_s").desc_nulls_last(), "audio_id")
-    dealt = work.withColumn("_slot", (F.row_number().over(w) - 1) % n_tasks)
-    rdd = dealt.rdd.map(lambda r: (r["_slot"], r)).partitionBy(n_tasks, lambda k: k).values()
-    return rdd.toDF(dealt.schema).drop("_slot")
+    return work.repartition(n_tasks, "audio_id").sortWithinPartitions(F.col("duration_s").desc_nulls_last())
+
+
+def _chunking(n: int, total_s: float, cfg: dict, caps: dict) -> int:
+    """How many commits: one per `commit_every_s` of audio, and small enough that a cap stops the run
+    close to it (chunks are hash buckets of equal expected size)."""
+    chunks = math.ceil(total_s / max(float(cfg.get("commit_every_s", 3600)), 1.0)) if total_s else 1
+    if caps.get("max_files"):
+        chunks = max(chunks, math.ceil(n / caps["max_files"]))
+    if caps.get("max_hours"):
+        chunks = max(chunks, math.ceil(total_s / (caps["max_hours"] * 3600)))
+    return max(1, min(chunks, n))
 
 
 def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> AnnotateResult:
+    """Annotate in chunks of about `annotate.commit_every_s` audio seconds, each one silver MERGE: a
+    killed run loses at most the chunk in flight, and the next run selects only what is left."""
+    from pyspark.sql import functions as F
+
+    cfg = config.section("annotate")
+    caps = {"max_files": config.section("run").get("max_files"), "max_hours": config.section("run").get("max_hours")}
+    staging = warehouse.staging("annotate", record.run_id)
+    spec, ordered = annotate_spec(config, record.run_id, marker_dir=staging + "_inflight")
+    work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []),
+                       int(cfg.get("max_attempts", 2)))
+    work = _attach_table_bytes(spark, config, work)
+    work.write.format("delta").mode("overwrite").save(staging + "_in")
+    work = spark.read.format("delta").load(staging + "_in")
+    stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
+    n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
+    result = AnnotateResult(n, 0, 0.0, {}, {})
+    if n == 0:
+        log.info("annotate: nothing to do for %s", list(spec.names))
+        warehouse.remove(staging + "_in")
+        _record_decode_failures(spark, warehouse, record.run_id)  # e.g. a new URI of undecodable audio
+        return result
+    n_chunks = _chunking(n, total_s, cfg, caps)
+    log.info("annotate: %d files (%.2f h of audio) need work for %s; %d commit(s)", n, total_s / 3600,
+             list(spec.names), n_chunks)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(int(cfg.get("files_per_batch", 4))))
+    work = work.withColumn("_chunk", F.pmod(F.xxhash64("audio_id"), F.lit(n_chunks)))
+    started = time.perf_counter()
+    try:
+        for chunk in range(n_chunks):
+            part = work.where(F.col("_chunk") == chunk).drop("_chunk")
+            done = _annotate_chunk(spark, config, warehouse, spec, part, f"{staging}_{chunk}", record.run_id)
+            if done is None:
+                continue
+            files, seconds, metrics, version = done
+            _accumulate(result, files, seconds, metrics)
+            _progress(result, n, total_s, started, chunk + 1, n_chunks, version)
+            if (caps["max_files"] and result.annotated >= caps["max_files"]) or \
+                    (caps["max_hours"] and result.audio_seconds >= caps["max_hours"] * 3600):
+                result.stopped_by_cap = chunk + 1 < n_chunks
+                if result.stopped_by_cap:
+                    log.info("annotate: stopping at the run's cap; the next run continues with what is left")
+                break
+    finally:
+        warehouse.remove(staging + "_in")
+        warehouse.remove(staging + "_inflight")
+    record.rows_in += result.annotated
+    record.audio_seconds += result.audio_seconds
+    for key, value in result.errors_by_code.items():
+        record.errors_by_code[key] = record.errors_by_code.get(key, 0) + value
+    for name, m in result.by_annotator.items():
+        record.stage_seconds[f"annotate.{name}"] = round(m["seconds"], 3)
+    return result
+
+
+def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, staging: str, run_id: str):
+    """Annotate one chunk in the executors and commit it: one silver MERGE, then the decode outcomes.
+    Returns (files, audio seconds, metrics, silver version) or None for an empty chunk."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -157,25 +246,14 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     from udfs.annotate import make_annotate_fn
 
     cfg = config.section("annotate")
-    spec, ordered = annotate_spec(config, record.run_id)
-    work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []))
-    work = _attach_table_bytes(spark, config, work)
-    staging = warehouse.staging("annotate", record.run_id)
-    work.write.format("delta").mode("overwrite").save(staging + "_in")
-    work = spark.read.format("delta").load(staging + "_in")
-    stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
-    n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
-    log.info("annotate: %d files (%.1f s of audio) need work for %s", n, total_s, list(spec.names))
-    if n == 0:
-        warehouse.remove(staging + "_in")
-        _record_decode_failures(spark, warehouse, record.run_id)  # e.g. a new URI of undecodable audio
-        return AnnotateResult(0, 0, 0.0, {}, {})
-
+    stats = part.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
+    files, seconds = int(stats["n"]), float(stats["s"] or 0.0)
+    if files == 0:
+        return None
     parallelism = spark.sparkContext.defaultParallelism
-    n_tasks = max(1, min(n, max(parallelism, math.ceil(total_s / float(cfg.get("target_task_s", 900))))))
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(int(cfg.get("files_per_batch", 4))))
+    n_tasks = max(1, min(files, max(parallelism, math.ceil(seconds / float(cfg.get("target_task_s", 900))))))
     out_schema = StructType([StructField(c, StringType()) for c in spec.output_columns()])
-    raw = _spread_by_duration(work, n_tasks).mapInPandas(make_annotate_fn(spec), out_schema)
+    raw = _deal_to_tasks(part, n_tasks).mapInPandas(make_annotate_fn(spec), out_schema)
     parsed = raw.select(
         "audio_id",
         F.from_json("decode", DECODE).alias("decode"),
@@ -184,7 +262,7 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     )
     parsed.write.format("delta").mode("overwrite").save(staging)
     result = spark.read.format("delta").load(staging).join(
-        work.select("audio_id", "uri", "duration_s"), "audio_id", "left"
+        part.select("audio_id", "uri", "duration_s"), "audio_id", "left"
     ).withColumn("updated_at", F.current_timestamp())
 
     # MERGE: update only the annotator columns computed for that row (null = not computed this run)
@@ -194,24 +272,48 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
         update[name] = f"coalesce(s.`{name}`, t.`{name}`)"
     insert = {c: f"s.`{c}`" for c in ["audio_id", "uri", "duration_s", "decode", *spec.names,
                                        "annotated_by", "updated_at"]}
+    silver = DeltaTable.forPath(spark, warehouse.path(SILVER))
     (
-        DeltaTable.forPath(spark, warehouse.path(SILVER)).alias("t")
+        silver.alias("t")
         .merge(result.alias("s"), "t.audio_id = s.audio_id")
         .whenMatchedUpdate(set=update)
         .whenNotMatchedInsert(values=insert)
         .execute()
     )
-    _record_decode_failures(spark, warehouse, record.run_id)
+    version = warehouse.table_version(SILVER)
+    _record_decode_failures(spark, warehouse, run_id)
     metrics = _metrics(spark, result, spec.names)
     warehouse.remove(staging)
-    warehouse.remove(staging + "_in")
-    record.rows_in += n
-    record.audio_seconds += total_s
-    for key, value in metrics["errors"].items():
-        record.errors_by_code[key] = record.errors_by_code.get(key, 0) + value
+    return files, seconds, metrics, version
+
+
+def _accumulate(result: AnnotateResult, files: int, seconds: float, metrics: dict) -> None:
+    result.annotated += metrics["annotated"]
+    result.audio_seconds += seconds
+    result.chunks += 1
     for name, m in metrics["by_annotator"].items():
-        record.stage_seconds[f"annotate.{name}"] = round(m["seconds"], 3)
-    return AnnotateResult(n, metrics["annotated"], total_s, metrics["by_annotator"], metrics["errors"])
+        into = result.by_annotator.setdefault(name, {k: 0.0 for k in m})
+        for k, v in m.items():
+            into[k] += v
+    for key, value in metrics["errors"].items():
+        result.errors_by_code[key] = result.errors_by_code.get(key, 0) + value
+
+
+def _progress(result: AnnotateResult, n: int, total_s: float, started: float, chunk: int, chunks: int,
+              version: int | None) -> None:
+    wall = time.perf_counter() - started
+    rate = result.audio_seconds / wall if wall > 0 else 0.0
+    left = (total_s - result.audio_seconds) / rate if rate > 0 else float("nan")
+    log.info("annotate: chunk %d/%d committed (silver@%s): %d/%d files, %.2f/%.2f h of audio, "
+             "%.1fx realtime, ETA %s", chunk, chunks, version, result.annotated, n,
+             result.audio_seconds / 3600, total_s / 3600, rate, _eta(left))
+
+
+def _eta(seconds: float) -> str:
+    if seconds != seconds:  # nan
+        return "unknown"
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
 def _metrics(spark, result, names) -> dict:

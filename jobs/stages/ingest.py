@@ -132,6 +132,10 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
         bad_lines.select("uri"))
     gone = _deleted_files(spark, warehouse, listed_uris, config, record.run_id)
     probed = probed.select(*columns).unionByName(gone.select(*columns))
+    if n_todo == 0 and probed.isEmpty():  # nothing new, changed, bad or gone: no staging, no commit
+        listing.unpersist()
+        record.rows_in += listed
+        return IngestResult(listed, 0, 0, 0, {}, 0.0, 0)
 
     # Stage the probe results in Delta before merging: `probed` is computed against bronze (the
     # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would

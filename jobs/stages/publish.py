@@ -113,6 +113,11 @@ def orphaned_gold(spark, warehouse: Warehouse):
 
 
 def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
+    """Judge and commit in chunks of about `publish.commit_every_s` audio seconds (hash buckets of the
+    audio id): each chunk is gated (row and critical suites) and committed on its own, so a killed run
+    keeps what it published. A chunk that fails a critical check commits nothing and stops the run."""
+    import math
+
     from pyspark.sql import functions as F
 
     from expectations.gate import Gate, load_suite_spec, with_row_failures
@@ -120,7 +125,7 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
     cfg = config.section("publish")
     rhash = recipe_hash(config)
     values = {"recipe": cfg.get("recipe") or {}, "critical": cfg.get("critical") or {}}
-    rows_spec = load_suite_spec("rows", values)
+    rows_spec, table_spec = load_suite_spec("rows", values), load_suite_spec("table", values)
     staging = warehouse.staging("publish", record.run_id)
     # stage the judged batch and the orphans: everything below reads one fixed snapshot
     with_row_failures(candidates(spark, warehouse, config, rhash), rows_spec).write.format("delta").mode(
@@ -128,39 +133,63 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
     orphaned_gold(spark, warehouse).write.format("delta").mode("overwrite").save(staging + "_gone")
     judged = spark.read.format("delta").load(staging)
     gone = spark.read.format("delta").load(staging + "_gone")
-    counts = judged.agg(F.count("*").alias("n"), F.sum("rejected").alias("r")).first()
-    n, n_rejected = int(counts["n"]), int(counts["r"] or 0)
+    counts = judged.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
+    n, total_s = int(counts["n"]), float(counts["s"] or 0.0)
     n_gone = gone.count()
     result = PublishResult(candidates=n, removed=n_gone)
     try:
         if n == 0 and n_gone == 0:
             log.info("publish: nothing new to judge")
             return result
-        if n:
-            gate = Gate(warehouse.root)
-            _check_row_gate(gate, judged, rows_spec, result)
-            table = gate.validate_table(judged, load_suite_spec("table", values))
-            result.docs_path = table.docs_path
-            record.validation_success = table.success
-            if not table.success:
-                result.blocked, result.failed_checks = True, table.failed
-                record.message = "critical checks failed, nothing published: " + json.dumps(table.failed, default=str)
-                log.error("publish blocked: %s", record.message)
-                return result
-        _merge_gold(spark, warehouse, judged, gone, record.run_id)
-        _record_outcomes(spark, warehouse, judged, record.run_id)
+        n_chunks = max(1, min(n, math.ceil(total_s / max(float(cfg.get("commit_every_s", 360000)), 1.0))))
+        judged = judged.withColumn("_chunk", F.pmod(F.xxhash64("audio_id"), F.lit(n_chunks)))
+        gate = Gate(warehouse.root) if n else None
+        for chunk in range(n_chunks):
+            part = judged.where(F.col("_chunk") == chunk).drop("_chunk")
+            part_n, part_rejected = _publish_chunk(spark, warehouse, gate, part,
+                                                   gone if chunk == 0 and n_gone else None,
+                                                   rows_spec, table_spec, result, record)
+            if result.blocked:
+                break
+            result.published += part_n - part_rejected
+            result.quarantined += part_rejected
+            if n_chunks > 1:
+                log.info("publish: chunk %d/%d committed: %d judged (%d curated so far)", chunk + 1, n_chunks,
+                         part_n, result.published)
     finally:
         warehouse.remove(staging)
         warehouse.remove(staging + "_gone")
-    result.quarantined = n_rejected
-    result.published = n - n_rejected
-    if n_gone:
+    if n_gone and not result.blocked:
         log.info("publish: removed %d gold rows whose audio no listed file holds any more", n_gone)
     record.rows_out += result.published
     record.rows_quarantined += result.quarantined
     for name, count in result.rejected_by.items():
         record.errors_by_code[f"{ErrorCode.EXPECTATION_FAILED}:{name}"] = count
     return result
+
+
+def _publish_chunk(spark, warehouse: Warehouse, gate, part, gone, rows_spec: dict, table_spec: dict,
+                   result: PublishResult, record: RunRecord) -> tuple[int, int]:
+    """Gate one chunk and commit it (gold, segments, outcomes). Returns (judged, rejected)."""
+    from pyspark.sql import functions as F
+
+    counts = part.agg(F.count("*").alias("n"), F.sum("rejected").alias("r")).first()
+    n, rejected = int(counts["n"]), int(counts["r"] or 0)
+    if n:
+        _check_row_gate(gate, part, rows_spec, result)
+        table = gate.validate_table(part, table_spec)
+        result.docs_path = table.docs_path
+        record.validation_success = table.success if record.validation_success is not False else False
+        if not table.success:
+            result.blocked, result.failed_checks = True, table.failed
+            record.message = "critical checks failed, nothing published: " + json.dumps(table.failed, default=str)
+            log.error("publish blocked: %s", record.message)
+            return n, rejected
+    if n or gone is not None:
+        _merge_gold(spark, warehouse, part, gone if gone is not None else part.limit(0).select("audio_id"),
+                    record.run_id)
+        _record_outcomes(spark, warehouse, part, record.run_id)
+    return n, rejected
 
 
 def _check_row_gate(gate, judged, rows_spec: dict, result: PublishResult) -> None:
@@ -174,7 +203,8 @@ def _check_row_gate(gate, judged, rows_spec: dict, result: PublishResult) -> Non
     disagree = {k: (spark_counts.get(k, 0), v) for k, v in gx.unexpected.items() if spark_counts.get(k, 0) != v}
     if disagree:
         raise RuntimeError(f"row gate disagrees with Great Expectations (spark, gx): {disagree}")
-    result.rejected_by = {k: v for k, v in spark_counts.items() if v}
+    for k, v in spark_counts.items():
+        result.rejected_by[k] = result.rejected_by.get(k, 0) + v
 
 
 def _merge_gold(spark, warehouse: Warehouse, judged, gone, run_id: str) -> None:

@@ -1,0 +1,134 @@
+"""Long files in bounded memory: one 60-minute and one 3-hour 16 kHz WAV of real speech (the corpus's
+English files, repeated) through the annotators, in a fresh process per file.
+
+Reports the process's peak RSS above its baseline after the models were loaded (and warmed up on a
+short file), and the x-realtime. The 3-hour file runs without `asr`/`text` (ASR alone would take
+longer than this benchmark's budget on two cores); the 60-minute one runs every annotator.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.report import write_section
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+ALL = ["levels", "vad", "snr", "bandwidth", "pitch", "quality", "asr", "text"]
+
+
+def make_long_wav(path: Path, minutes: float) -> None:
+    import csv
+
+    import numpy as np
+    import soundfile as sf
+
+    from annotators.decode import decode
+
+    with open(CORPUS / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if r["kind"] == "speech" and r["language"] == "en"]
+    pieces = []
+    for r in rows:
+        with open(CORPUS / r["path"], "rb") as fh:
+            pieces.append(decode(fh).samples)
+    speech = np.concatenate(pieces)
+    n = int(minutes * 60 * 16000)
+    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as out:
+        written = 0
+        while written < n:
+            take = speech[: n - written]
+            out.write(take)
+            written += len(take)
+
+
+def child(path: str, names: list[str]) -> None:
+    """Runs in a fresh process: load, warm up, then measure one long file."""
+    import psutil
+
+    from annotators.decode import DecodeLimits
+    from annotators.pipeline import FileInput, Pipeline
+    from annotators.registry import build
+    from udfs.files import open_uri
+
+    proc = psutil.Process()
+    # annotate.max_duration_s defaults to 3600: raised here, as a user with 3-hour files would
+    pipeline = Pipeline(build(names, {"asr": {"cache_dir": str(REPO / ".deps" / "models")}}),
+                        DecodeLimits(max_duration_s=4 * 3600))
+    pipeline.setup(threads=2)
+    short = str(next(CORPUS.glob("speech/en/LJ001-0001.wav")))
+    pipeline.run([FileInput("warm", lambda: open_uri(short))])
+    baseline = proc.memory_info().rss
+    peak = [baseline]
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    start = time.perf_counter()
+    (out,) = pipeline.run([FileInput("long", lambda: open_uri(path))])
+    wall = time.perf_counter() - start
+    stop.set()
+    t.join()
+    statuses = {k: v["status"] for k, v in out.results.items()}
+    print(json.dumps({"baseline": baseline, "peak": peak[0], "wall": wall, "duration": out.decode.get("duration_s"),
+                      "statuses": statuses, "decode": out.decode["status"]}))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs=2, metavar=("PATH", "NAMES"))
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child[0], args.child[1].split(","))
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="voxlake-bench-long-"))
+    rows = []
+    try:
+        for minutes, names in ((60, ALL), (180, [n for n in ALL if n not in ("asr", "text")])):
+            path = work / f"speech_{minutes}min.wav"
+            make_long_wav(path, minutes)
+            res = subprocess.run([sys.executable, "-m", "bench.longfile_bench", "--child", str(path), ",".join(names)],
+                                 cwd=REPO, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise SystemExit(res.stderr[-3000:])
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            rows.append((minutes, names, r))
+            path.unlink()
+        mib = 2**20
+        lines = ["## Long files: worker memory",
+                 "",
+                 "One 16 kHz mono WAV of real speech (the corpus's English files repeated), decoded and annotated in a "
+                 "fresh process (two threads) after its models were loaded and warmed up on a short file. Peak RSS is "
+                 "measured above that baseline. The duration limit (`annotate.max_duration_s`, 3600 by default) is "
+                 "raised to 4 h for the 3-hour file.",
+                 "",
+                 "| file | annotators | statuses | peak RSS above baseline (MiB) | baseline (MiB) | x realtime |",
+                 "| --- | --- | --- | ---: | ---: | ---: |"]
+        for minutes, names, r in rows:
+            ok = sum(1 for s in r["statuses"].values() if s == "ok")
+            lines.append(f"| {minutes} min | {', '.join(names)} | {ok}/{len(names)} ok | "
+                         f"{(r['peak'] - r['baseline']) / mib:,.0f} | {r['baseline'] / mib:,.0f} | "
+                         f"{r['duration'] / r['wall']:.1f} |")
+        lines += ["", "Goal: ≤ 1.5 GiB (1,536 MiB) above the loaded-model baseline."]
+        write_section(Path(args.out), "longfile", "\n".join(lines))
+        print("\n".join(lines))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Per-file "in progress" markers, so that a file which kills its worker costs one file, not a job.
+
+Before a file is processed a marker is written (how many times it was started); when its batch is done
+the marker goes. A worker that dies (a segfault in a native library, the kernel's OOM killer, the hard
+time limit below) leaves its files' markers behind, Spark retries the task, and the retried task
+processes marked files one at a time: a file found marked `max_starts` times is not started again but
+recorded as WORKER_CRASHED (or TIMEOUT, when the time limit killed it).
+
+Markers live in the run's staging folder under the warehouse, which every executor can reach; a local
+warehouse is a folder, any other filesystem goes through pyarrow (udfs.files).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from udfs.files import local_path
+
+
+class Markers:
+    def __init__(self, folder: str | None, max_starts: int = 2):
+        self.folder = local_path(folder) if folder else None
+        self.max_starts = max_starts
+        if self.folder:
+            os.makedirs(self.folder, exist_ok=True)
+
+    def _path(self, audio_id: str) -> str:
+        return os.path.join(self.folder, audio_id)
+
+    def read(self, audio_id: str) -> dict | None:
+        if not self.folder:
+            return None
+        try:
+            with open(self._path(audio_id)) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def start(self, audio_id: str) -> dict:
+        """Record one more start of this file; returns the marker (starts, reason)."""
+        marker = self.read(audio_id) or {"starts": 0, "reason": "crashed"}
+        marker["starts"] += 1
+        self.write(audio_id, marker)
+        return marker
+
+    def write(self, audio_id: str, marker: dict) -> None:
+        if not self.folder:
+            return
+        tmp = self._path(audio_id) + f".{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(marker, f)
+        os.replace(tmp, self._path(audio_id))
+
+    def done(self, audio_id: str) -> None:
+        if self.folder:
+            try:
+                os.remove(self._path(audio_id))
+            except FileNotFoundError:
+                pass
