@@ -64,17 +64,22 @@ class PeakRss:
         self.thread.join()
 
 
-def timed_ingest(src: Path, wh: Path) -> tuple[float, dict, str]:
-    cmd = [sys.executable, "-m", "jobs.cli", "ingest", "--source", str(src), "--warehouse", str(wh)]
+def timed_voxlake(*args: str, ok_codes=(0,)) -> tuple[float, dict, str]:
+    """Run `voxlake ARGS` as a user would; (wall seconds, peak RSS by process kind, stdout)."""
+    cmd = [sys.executable, "-m", "jobs.cli", *args]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mon = PeakRss(proc.pid)
     out, err = proc.communicate()
     mon.stop()
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"ingest failed ({proc.returncode}):\n{err[-3000:]}")
+    if proc.returncode not in ok_codes:
+        raise SystemExit(f"voxlake {args[0]} failed ({proc.returncode}):\n{err[-3000:]}")
     return wall, mon.peak, out
+
+
+def timed_ingest(src: Path, wh: Path) -> tuple[float, dict, str]:
+    return timed_voxlake("ingest", "--source", str(src), "--warehouse", str(wh))
 
 
 def main(argv=None) -> int:

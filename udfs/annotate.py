@@ -202,11 +202,12 @@ def make_annotate_fn(spec: AnnotateSpec):
                     markers.write(inp.audio_id, {**marker, "reason": "timeout"})
 
             hard = spec.file_timeout_s * len(group) + spec.hard_limit_grace_s if spec.file_timeout_s else 0
-            with watchdog.armed(hard, mark_timeout):
-                outputs = _run_files(pipeline, group, spec.file_timeout_s)
-            for inp in group:
-                markers.done(inp.audio_id)
-            return outputs
+            try:
+                with watchdog.armed(hard, mark_timeout):
+                    return _run_files(pipeline, group, spec.file_timeout_s)
+            finally:  # the worker is alive: an exception here (strict mode) is not a poison file
+                for inp in group:
+                    markers.done(inp.audio_id)
 
         for batch in batches:
             if batch.empty:
