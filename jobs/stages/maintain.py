@@ -6,8 +6,8 @@
   chunk add are rewritten into few large ones.
 - silver.annotations gets deletion vectors: a MERGE that updates a few rows then marks them deleted in
   place and writes the new versions to new files, instead of rewriting every file that holds one of
-  them. (Clustering by `audio_id` would not help here: audio ids are content hashes, so the rows a
-  nightly run updates are spread evenly over the key space.) BENCHMARKS.md has the before/after figures.
+  them. BENCHMARKS.md has the before/after figures. (Clustering by `audio_id` was not tried: audio ids
+  are content hashes, so a run's updates are not grouped by them.)
 - VACUUM removes files no version within `maintain.vacuum_retention_hours` (default 168, Delta's own
   default of 7 days) still needs: time travel and readers of older versions keep working that long.
 gold keeps its plain table protocol (no deletion vectors, no clustering) so that other Delta readers
