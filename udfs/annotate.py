@@ -34,8 +34,9 @@ from annotators.registry import register
 from schemas.errors import ErrorCode
 from udfs.cache import get_pipeline
 from udfs.device import task_placement
-from udfs.files import open_uri
+from udfs.files import open_local_copy
 from udfs.markers import Markers
+from udfs.storage import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class AnnotateSpec:
     max_starts: int = 2  # starts of one file that may die with their worker before it is given up
     hard_limit_grace_s: float = 60.0  # a file still running this long after its limit kills the worker
     plugins: tuple[tuple[str, str], ...] = ()  # extra annotators: (name, "module:Class")
+    storage: StorageSettings | None = None  # object-store settings for the executors' reads
 
     def output_columns(self) -> list[str]:
         return ["audio_id", "decode", *self.names, "annotated_by"]
@@ -112,11 +114,11 @@ class Watchdog:
             self._timer.cancel()
 
 
-def _opener(uri: str, content):
+def _opener(uri: str, content, storage: StorageSettings | None):
     if content is not None and not (isinstance(content, float) and math.isnan(content)):
         data = bytes(content)
         return lambda: _bytes_ctx(data)
-    return lambda: open_uri(uri)
+    return lambda: open_local_copy(uri, storage)
 
 
 @contextmanager
@@ -124,14 +126,14 @@ def _bytes_ctx(data: bytes):
     yield io.BytesIO(data)
 
 
-def _inputs(batch: pd.DataFrame) -> list[tuple[FileInput, float]]:
+def _inputs(batch: pd.DataFrame, storage: StorageSettings | None) -> list[tuple[FileInput, float]]:
     out = []
     for rec in batch.to_dict("records"):
         current = json.loads(rec["current"]) if rec.get("current") else {}
         duration = rec.get("duration_s")
         out.append((FileInput(
             audio_id=rec["audio_id"],
-            open=_opener(rec["uri"], rec.get("content")),
+            open=_opener(rec["uri"], rec.get("content"), storage),
             meta={"reference_text": rec.get("reference_text"), "language_hint": rec.get("language_hint"),
                   "uri": rec["uri"]},
             only=set(rec["need"]),
@@ -188,7 +190,7 @@ def make_annotate_fn(spec: AnnotateSpec):
         loaded = get_pipeline(spec.names, spec.params, spec.limits, spec.strict,
                               placement.device, placement.index, placement.threads)
         pipeline = loaded.pipeline
-        markers = Markers(spec.marker_dir)
+        markers = Markers(spec.marker_dir, storage=spec.storage)
         watchdog = Watchdog()
         host = socket.gethostname()
 
@@ -214,7 +216,7 @@ def make_annotate_fn(spec: AnnotateSpec):
                 continue
             before = dict(pipeline.seconds)
             outputs, fresh = [], []
-            for inp, seconds in _inputs(batch):
+            for inp, seconds in _inputs(batch, spec.storage):
                 marker = markers.read(inp.audio_id)
                 if marker is None:
                     fresh.append((inp, seconds))

@@ -1,16 +1,29 @@
-"""Open files named by URI inside executors: local paths directly, anything else through pyarrow.fs.
+"""Open files named by URI inside executors: local paths directly, object storage through pyarrow's S3.
 
-Both yield seekable binary file objects, so probing and hashing stream the bytes and never hold a whole
+Every opener yields a binary file object, so probing and hashing stream the bytes and never hold a whole
 file in memory. Hadoop-style `file:/x` URIs (what Spark's listing returns) map to the local path `/x`.
+Remote objects are read three ways, each with the fewest requests for its job:
+- `open_uri`: random access with ranged GETs (a probe reads a header and a tail, not the object);
+- `open_stream`: one streamed GET (hashing reads every byte once, in order);
+- `open_local_copy`: one streamed GET into a local temporary file (decoders seek and read in small
+  blocks, which over ranged GETs would cost one request per block).
+Errors of the object store are raised as OSError (FileNotFoundError when the object is gone), so the
+per-file handlers turn them into that file's READ_FAILED / NOT_FOUND, never a failed task.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import BinaryIO
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
+
+from udfs.storage import StorageSettings, filesystem, scheme_of
+
+COPY_CHUNK_BYTES = 8 << 20
 
 
 def local_path(uri: str) -> str | None:
@@ -19,7 +32,7 @@ def local_path(uri: str) -> str | None:
         path = uri[len("file://"):]
     elif uri.startswith("file:"):
         path = uri[len("file:"):]
-    elif urlparse(uri).scheme and len(urlparse(uri).scheme) > 1:
+    elif scheme_of(uri):
         return None
     else:
         return uri
@@ -31,27 +44,75 @@ def local_path(uri: str) -> str | None:
 
 def to_uri(path: str) -> str:
     """The URI form voxlake stores for a path: `file:/abs/path` for local files, others unchanged."""
-    parsed = urlparse(path)
-    if parsed.scheme and len(parsed.scheme) > 1:
+    if scheme_of(path) or path.startswith("file:"):
         return path
     return "file:" + os.path.abspath(path)
 
 
 @contextmanager
-def open_uri(uri: str) -> Iterator[BinaryIO]:
+def _store_errors(uri: str):
+    """pyarrow raises ArrowInvalid/ArrowException for some store failures: make every one an OSError."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except OSError:
+        raise
+    except pa.ArrowException as exc:
+        raise OSError(f"{uri}: {type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def open_uri(uri: str, storage: StorageSettings | None = None) -> Iterator[BinaryIO]:
+    """A seekable file: local, or an object read with ranged GETs."""
     path = local_path(uri)
     if path is not None:
         with open(path, "rb", buffering=1 << 20) as f:
             yield f
         return
-    import pyarrow.fs as pafs
-
-    fs, remote = pafs.FileSystem.from_uri(uri)
-    with fs.open_input_file(remote) as f:
+    with _store_errors(uri):
+        fs, remote = filesystem(uri, storage)
+        f = fs.open_input_file(remote)
+    try:
         yield f
+    finally:
+        f.close()
 
 
-def stat_uri(uri: str) -> tuple[int, datetime]:
+@contextmanager
+def open_stream(uri: str, storage: StorageSettings | None = None) -> Iterator[BinaryIO]:
+    """A sequential stream (one GET for an object): for reading every byte once."""
+    path = local_path(uri)
+    if path is not None:
+        with open(path, "rb", buffering=1 << 20) as f:
+            yield f
+        return
+    with _store_errors(uri):
+        fs, remote = filesystem(uri, storage)
+        f = fs.open_input_stream(remote, buffer_size=COPY_CHUNK_BYTES)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@contextmanager
+def open_local_copy(uri: str, storage: StorageSettings | None = None) -> Iterator[BinaryIO]:
+    """A seekable local file: the file itself, or an object streamed into a temporary file (removed on
+    exit; TMPDIR picks the disk). For decoders, which read the whole file in small seeks and reads."""
+    path = local_path(uri)
+    if path is not None:
+        with open(path, "rb", buffering=1 << 20) as f:
+            yield f
+        return
+    with tempfile.TemporaryFile(prefix="voxlake-") as tmp:
+        with open_stream(uri, storage) as src, _store_errors(uri):
+            shutil.copyfileobj(src, tmp, COPY_CHUNK_BYTES)
+        tmp.seek(0)
+        yield tmp
+
+
+def stat_uri(uri: str, storage: StorageSettings | None = None) -> tuple[int, datetime]:
     """(size in bytes, modification time in UTC). Raises FileNotFoundError when absent."""
     path = local_path(uri)
     if path is not None:
@@ -61,8 +122,9 @@ def stat_uri(uri: str) -> tuple[int, datetime]:
         return st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC)
     import pyarrow.fs as pafs
 
-    fs, remote = pafs.FileSystem.from_uri(uri)
-    info = fs.get_file_info(remote)
+    with _store_errors(uri):
+        fs, remote = filesystem(uri, storage)
+        info = fs.get_file_info(remote)
     if info.type != pafs.FileType.File:
         raise FileNotFoundError(f"not found: {uri}")
     return info.size, info.mtime

@@ -6,8 +6,9 @@ time limit below) leaves its files' markers behind, Spark retries the task, and 
 processes marked files one at a time: a file found marked `max_starts` times is not started again but
 recorded as WORKER_CRASHED (or TIMEOUT, when the time limit killed it).
 
-Markers live in the run's staging folder under the warehouse, which every executor can reach; a local
-warehouse is a folder, any other filesystem goes through pyarrow (udfs.files).
+Markers live in the run's staging folder under the warehouse, which every executor can reach: a local
+warehouse is a folder, an object-store warehouse gets one small object per file in progress (written
+whole by one PUT, so a reader never sees half a marker), through the same settings as every other read.
 """
 from __future__ import annotations
 
@@ -15,19 +16,30 @@ import json
 import os
 
 from udfs.files import local_path
+from udfs.storage import StorageSettings, filesystem
 
 
 class Markers:
-    def __init__(self, folder: str | None, max_starts: int = 2):
+    def __init__(self, folder: str | None, max_starts: int = 2, storage: StorageSettings | None = None):
         self.folder = local_path(folder) if folder else None
         self.max_starts = max_starts
+        self._remote = None  # (pyarrow filesystem, folder inside it) for an object-store warehouse
         if self.folder:
             os.makedirs(self.folder, exist_ok=True)
+        elif folder:
+            self._remote = filesystem(folder.rstrip("/"), storage)
 
     def _path(self, audio_id: str) -> str:
         return os.path.join(self.folder, audio_id)
 
     def read(self, audio_id: str) -> dict | None:
+        if self._remote:
+            fs, base = self._remote
+            try:
+                with fs.open_input_stream(f"{base}/{audio_id}") as f:
+                    return json.loads(f.read())
+            except (FileNotFoundError, ValueError):
+                return None
         if not self.folder:
             return None
         try:
@@ -44,6 +56,11 @@ class Markers:
         return marker
 
     def write(self, audio_id: str, marker: dict) -> None:
+        if self._remote:
+            fs, base = self._remote
+            with fs.open_output_stream(f"{base}/{audio_id}") as f:
+                f.write(json.dumps(marker).encode())
+            return
         if not self.folder:
             return
         tmp = self._path(audio_id) + f".{os.getpid()}.tmp"
@@ -52,7 +69,13 @@ class Markers:
         os.replace(tmp, self._path(audio_id))
 
     def done(self, audio_id: str) -> None:
-        if self.folder:
+        if self._remote:
+            fs, base = self._remote
+            try:
+                fs.delete_file(f"{base}/{audio_id}")
+            except FileNotFoundError:
+                pass
+        elif self.folder:
             try:
                 os.remove(self._path(audio_id))
             except FileNotFoundError:

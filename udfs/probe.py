@@ -12,7 +12,8 @@ import pandas as pd
 
 from annotators.probe import Probe, probe_bytes, probe_stream, sha256_stream
 from schemas.errors import ErrorCode
-from udfs.files import open_uri, stat_uri
+from udfs.files import open_stream, open_uri, stat_uri
+from udfs.storage import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ PROBE_COLUMNS = [
 ]
 
 
-def _probe_one(uri: str, size, mtime, max_bytes: int, data: bytes | None) -> dict:
+def _probe_one(uri: str, size, mtime, max_bytes: int, data: bytes | None,
+               storage: StorageSettings | None = None) -> dict:
     import hashlib
 
     if data is not None:  # audio carried in a table's bytes column
@@ -33,20 +35,23 @@ def _probe_one(uri: str, size, mtime, max_bytes: int, data: bytes | None) -> dic
         return out
     try:
         if size is None or pd.isna(size):
-            size, mtime = stat_uri(uri)
-        with open_uri(uri) as f:
+            size, mtime = stat_uri(uri, storage)
+        with open_stream(uri, storage) as f:  # every byte once, in order (one GET for an object)
             audio_id = sha256_stream(f)
-            if size > max_bytes:
-                probe = Probe(
-                    error_code=ErrorCode.TOO_LARGE.value,
-                    error_message=f"{size} bytes is over ingest.max_file_bytes={max_bytes}",
-                )
-            else:
+        if size > max_bytes:
+            probe = Probe(
+                error_code=ErrorCode.TOO_LARGE.value,
+                error_message=f"{size} bytes is over ingest.max_file_bytes={max_bytes}",
+            )
+        else:
+            with open_uri(uri, storage) as f:  # header and tail only (ranged GETs for an object)
                 probe = probe_stream(f, int(size))
     except FileNotFoundError as exc:
         return dict(Probe(error_code=ErrorCode.NOT_FOUND.value, error_message=str(exc)).as_dict(),
                     audio_id=None, size_bytes=None, modified_at=None)
-    except OSError as exc:
+    except Exception as exc:  # OSError from the store, or anything unforeseen: this file's failure only
+        if not isinstance(exc, OSError):
+            log.exception("unexpected error reading %s", uri)
         return dict(Probe(error_code=ErrorCode.READ_FAILED.value,
                           error_message=f"{type(exc).__name__}: {exc}").as_dict(),
                     audio_id=None, size_bytes=None if pd.isna(size) else int(size), modified_at=mtime)
@@ -55,7 +60,7 @@ def _probe_one(uri: str, size, mtime, max_bytes: int, data: bytes | None) -> dic
     return out
 
 
-def make_probe_fn(max_bytes: int, output_columns: list[str]):
+def make_probe_fn(max_bytes: int, output_columns: list[str], storage: StorageSettings | None = None):
     """Build the mapInPandas function; `output_columns` is the order of the output schema."""
 
     def probe_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -65,7 +70,7 @@ def make_probe_fn(max_bytes: int, output_columns: list[str]):
             for rec in batch.to_dict("records"):
                 data = rec.get("content") if has_bytes else None
                 result = _probe_one(rec["uri"], rec.get("size_bytes"), rec.get("modified_at"),
-                                    max_bytes, data)
+                                    max_bytes, data, storage)
                 merged = {**rec, **result}
                 merged.pop("content", None)
                 rows.append(merged)
@@ -78,7 +83,7 @@ def make_probe_fn(max_bytes: int, output_columns: list[str]):
     return probe_batches
 
 
-def make_stat_fn():
+def make_stat_fn(storage: StorageSettings | None = None):
     """mapInPandas function that fills size_bytes/modified_at for rows listed without them.
 
     A missing file keeps nulls here; the probe then records NOT_FOUND for it.
@@ -89,7 +94,7 @@ def make_stat_fn():
             sizes, mtimes = [], []
             for uri in batch["uri"]:
                 try:
-                    size, mtime = stat_uri(uri)
+                    size, mtime = stat_uri(uri, storage)
                 except OSError:
                     size, mtime = None, None
                 sizes.append(size)

@@ -22,6 +22,7 @@ from jobs.catalog import SILVER
 from jobs.config import Config, ConfigError
 from jobs.ledger import RunRecord
 from jobs.live import audio_view, live_files, meta_hash
+from jobs.storage import storage_settings
 from jobs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def register_plugins(config: Config) -> tuple[tuple[str, str], ...]:
     return plugins
 
 
-def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None):
+def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, storage=None):
     from annotators.decode import DecodeLimits
     from annotators.registry import build
     from udfs.annotate import AnnotateSpec
@@ -82,6 +83,7 @@ def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None):
         max_starts=int(cfg.get("max_worker_deaths", 2)),
         hard_limit_grace_s=float(cfg.get("hard_limit_grace_s", 60)),
         plugins=plugins,
+        storage=storage,
     )
     return spec, ordered
 
@@ -187,7 +189,8 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     cfg = config.section("annotate")
     caps = {"max_files": config.section("run").get("max_files"), "max_hours": config.section("run").get("max_hours")}
     staging = warehouse.staging("annotate", record.run_id)
-    spec, ordered = annotate_spec(config, record.run_id, marker_dir=staging + "_inflight")
+    spec, ordered = annotate_spec(config, record.run_id, marker_dir=staging + "_inflight",
+                                   storage=storage_settings(spark))
     work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []),
                        int(cfg.get("max_attempts", 2)))
     work = _attach_table_bytes(spark, config, work)

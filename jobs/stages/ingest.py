@@ -61,9 +61,11 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from jobs.storage import storage_settings
     from udfs.probe import make_probe_fn
 
     cfg = config.section("ingest")
+    storage = storage_settings(spark)
     listing, bad_lines = list_inputs(spark, config)
 
     # Files without size/mtime (manifest and table paths) are stat'ed in executors first, so that
@@ -73,7 +75,7 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
         from udfs.probe import make_stat_fn
 
         listing = listing.where(~(F.col("size_bytes").isNull() & F.col("content").isNull())).unionByName(
-            needs_stat.mapInPandas(make_stat_fn(), listing.schema)
+            needs_stat.mapInPandas(make_stat_fn(storage), listing.schema)
         )
     listing = listing.withColumn("fingerprint", _fingerprint()).persist(StorageLevel.MEMORY_AND_DISK)
     listed = listing.count()
@@ -101,7 +103,8 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
         staged = staged.withColumn("duration_s", F.lit(None).cast("double")).withColumn(
             "deleted_at", F.lit(None).cast("timestamp"))
         probed = staged.mapInPandas(
-            make_probe_fn(int(cfg["max_file_bytes"]), columns + ["content"]), _with_content(probe_schema)
+            make_probe_fn(int(cfg["max_file_bytes"]), columns + ["content"], storage),
+            _with_content(probe_schema)
         ).drop("content")
     else:
         probed = spark.createDataFrame([], probe_schema)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jobs import outcomes
 from jobs.catalog import FILE_STATE, SEGMENTS, SILVER, UTTERANCES
@@ -112,6 +113,23 @@ def orphaned_gold(spark, warehouse: Warehouse):
     return gold.join(live, "audio_id", "left_anti")
 
 
+def quality_dir(config: Config, warehouse_root: str) -> str:
+    """The local folder of the GX project and its Data Docs: `quality.docs_dir` when set; otherwise
+    `<warehouse>/quality` for a local warehouse and `./voxlake-quality/<bucket>/<path>` for an
+    object-store one (GX writes its sites to local files; publish Data Docs from there if wanted)."""
+    from udfs.files import local_path
+    from udfs.storage import split_bucket
+
+    chosen = config.section("quality").get("docs_dir")
+    if chosen:
+        return str(Path(chosen).expanduser().resolve())
+    local = local_path(warehouse_root)
+    if local is not None:
+        return str(Path(local) / "quality")
+    bucket, key = split_bucket(warehouse_root)
+    return str((Path("voxlake-quality") / bucket / key).resolve())
+
+
 def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
     """Judge and commit in chunks of about `publish.commit_every_s` audio seconds (hash buckets of the
     audio id): each chunk is gated (row and critical suites) and committed on its own, so a killed run
@@ -143,7 +161,7 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
             return result
         n_chunks = max(1, min(n, math.ceil(total_s / max(float(cfg.get("commit_every_s", 360000)), 1.0))))
         judged = judged.withColumn("_chunk", F.pmod(F.xxhash64("audio_id"), F.lit(n_chunks)))
-        gate = Gate(warehouse.root) if n else None
+        gate = Gate(quality_dir(config, warehouse.root)) if n else None
         for chunk in range(n_chunks):
             part = judged.where(F.col("_chunk") == chunk).drop("_chunk")
             part_n, part_rejected = _publish_chunk(spark, warehouse, gate, part,
