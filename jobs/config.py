@@ -70,10 +70,17 @@ def load_config(
     sources: list[str] | None = None,
     manifests: list[str] | None = None,
 ) -> Config:
-    raw = _load_yaml(DEFAULTS_PATH)
+    from jobs.config_schema import config_errors
+
+    defaults = _load_yaml(DEFAULTS_PATH)
+    raw = defaults
     if config_file:
         raw = deep_merge(raw, _load_yaml(Path(config_file)))
     raw = deep_merge(raw, overrides or {})
+    errors = config_errors(raw, defaults)
+    if errors:
+        origin = f" (from {config_file} and the command line)" if config_file else ""
+        raise ConfigError(f"invalid configuration{origin}:\n  " + "\n  ".join(errors))
     if not raw.get("warehouse"):
         raise ConfigError("no warehouse given: pass --warehouse DIR or set 'warehouse' in the config")
     return Config(raw=raw, sources=tuple(sources or ()), manifests=tuple(manifests or ()))

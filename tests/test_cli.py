@@ -45,3 +45,29 @@ def test_usage_errors_exit_2(tmp_path):
     res = run("ingest", "--source", "samples/audio", "--config", str(bad_config), check=False)
     assert res.returncode == 2 and "not valid YAML" in res.stderr
     assert run("frobnicate", check=False).returncode == 2
+
+
+def test_config_mistakes_exit_2_naming_the_key_and_the_closest_one(tmp_path):
+    """A misspelt or unknown key, or a value of the wrong type, stops the command before Spark starts."""
+    cases = {
+        "anotate:\n  annotators: [levels]\n": "unknown config key 'anotate'; did you mean 'annotate'?",
+        "annotate:\n  commit_every: 60\n": "unknown config key 'annotate.commit_every'; did you mean "
+                                           "'annotate.commit_every_s'?",
+        "ingest:\n  files_per_task: many\n": "config key 'ingest.files_per_task' must be integer, not str",
+        "publish:\n  recipe:\n    snr_db_mni: 3\n": "did you mean 'publish.recipe.snr_db_min'?",
+    }
+    for i, (text, expected) in enumerate(cases.items()):
+        cfg = tmp_path / f"c{i}.yaml"
+        cfg.write_text(text)
+        res = run("run", "--source", "samples/audio", "--warehouse", str(tmp_path / "wh"), "--config", str(cfg),
+                  check=False)
+        assert res.returncode == 2 and expected in res.stderr, (text, res.stderr[-2000:])
+        assert "Traceback" not in res.stderr
+    assert not (tmp_path / "wh").exists(), "a rejected config must not create a warehouse"
+    # what the shipped defaults and the README's examples hold is valid (free-form maps stay free)
+    from jobs.config import load_config
+
+    ok = load_config(overrides={"warehouse": "unused", "spark": {"conf": {"spark.hadoop.fs.s3a.endpoint": "x"}},
+                                "annotate": {"params": {"asr": {"model": "tiny.en"}}, "plugins": {}},
+                                "publish": {"critical": {"mean_dnsmos_min": None, "mean_dnsmos_max": None}}})
+    assert ok.section("annotate")["params"]["asr"]["model"] == "tiny.en"
