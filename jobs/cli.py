@@ -1,5 +1,6 @@
 """The `voxlake` command line. Exit codes: 0 done, 1 quality gate blocked publishing, 2 bad usage/config,
-3 the job failed (an error that is not about one file: the log and ops.runs say what).
+3 the job failed (an error that is not about one file: the log and ops.runs say what), 4 another run
+holds the warehouse and nothing was done.
 
 Results go to stdout; all logging goes to stderr, so `voxlake sql --format json ... | jq` works.
 """

@@ -1,4 +1,4 @@
-"""Which runs are alive, and cleaning up after the ones that died.
+"""Which runs are alive, one writer per warehouse at a time, and cleaning up after the runs that died.
 
 A run writes `<warehouse>/_staging/_runs/<run_id>.json` when it starts and rewrites it every
 `heartbeat_s` from a daemon thread (rewrites, not touches: object stores cannot change a modification
@@ -7,6 +7,14 @@ driver) leaves the file behind and stops touching it. The next run (or `voxlake 
 untouched for `stale_after_s` as a dead run: it removes that run's staging folders and records the run in
 ops.runs as `failed` with the message `interrupted`. Everything goes through Hadoop's FileSystem API, so
 it works the same for a local and an object-store warehouse.
+
+The same files are the warehouse's lease. A command that writes (ingest, annotate, publish, run,
+maintain) writes its file, waits a moment (`SETTLE_S`, so that a run starting at the same instant has
+written its own), and lists the live files: it goes ahead only when no other live run holds the lease
+or claimed it earlier (by claim time, then run id); otherwise it waits up to `run.lease_wait_s` and
+then stops with WarehouseBusy, having done nothing. This is a lease between well-behaved voxlake runs,
+not a lock service: on hosts whose clocks disagree, two runs starting within the same second could both
+go ahead, and Delta's optimistic concurrency is then what keeps each table consistent.
 """
 from __future__ import annotations
 
@@ -23,22 +31,82 @@ from jobs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
+SETTLE_S = 1.0  # between writing a claim and reading the others (longer than a write takes)
+
+
+class WarehouseBusy(RuntimeError):
+    """Another live run holds the warehouse; this one did nothing."""
+
 
 class Heartbeat:
-    def __init__(self, warehouse: Warehouse, record: RunRecord, heartbeat_s: float = 30.0):
+    """A run's heartbeat file and, with it, the warehouse lease (see the module docstring)."""
+
+    def __init__(self, warehouse: Warehouse, record: RunRecord, heartbeat_s: float = 30.0,
+                 dead_after_s: float = 300.0, lease_wait_s: float = 0.0):
         self.warehouse, self.record, self.heartbeat_s = warehouse, record, heartbeat_s
-        self.path = f"{warehouse.root}/_staging/_runs/{record.run_id}.json"
+        self.dead_after_s, self.lease_wait_s = dead_after_s, lease_wait_s
+        self.folder = f"{warehouse.root}/_staging/_runs"
+        self.path = f"{self.folder}/{record.run_id}.json"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._info = {"run_id": record.run_id, "job": record.job, "config_hash": record.config_hash,
+                      "started_at": record.started_at.isoformat(), "host": socket.gethostname(),
+                      "pid": os.getpid(), "claimed_at": None, "holding": False}
+
+    @property
+    def _body(self) -> str:
+        return json.dumps(self._info)
 
     def __enter__(self):
-        body = {"run_id": self.record.run_id, "job": self.record.job, "config_hash": self.record.config_hash,
-                "started_at": self.record.started_at.isoformat(), "host": socket.gethostname(), "pid": os.getpid()}
-        self._body = json.dumps(body)
+        self._info["claimed_at"] = datetime.now(UTC).isoformat()
         self.warehouse.write_text(self.path, self._body)
         self._thread = threading.Thread(target=self._beat, name="voxlake-heartbeat", daemon=True)
         self._thread.start()
+        try:
+            self._wait_for_turn()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self._info["holding"] = True
+        self.warehouse.write_text(self.path, self._body)
         return self
+
+    def _wait_for_turn(self) -> None:
+        deadline = time.time() + max(0.0, self.lease_wait_s)
+        time.sleep(SETTLE_S)
+        while True:
+            ahead = self._runs_ahead()
+            if not ahead:
+                return
+            first = ahead[0]
+            what = (f"run {first.get('run_id')} ({first.get('job')}, host {first.get('host')}, pid "
+                    f"{first.get('pid')}, since {first.get('started_at')})")
+            if time.time() >= deadline:
+                raise WarehouseBusy(
+                    f"warehouse busy: {what} is writing to {self.warehouse.root}; this {self.record.job} did "
+                    f"nothing (set run.lease_wait_s to wait for it instead)")
+            log.info("waiting for %s to finish (lease_wait_s %.0f)", what, self.lease_wait_s)
+            time.sleep(min(5.0, max(0.5, deadline - time.time())))
+
+    def _runs_ahead(self) -> list[dict]:
+        """Live runs that hold the lease or claimed it before this one."""
+        mine = (self._info["claimed_at"], self.record.run_id)
+        now_ms = time.time() * 1000
+        ahead = []
+        for path, modified_ms in self.warehouse.list_files(self.folder):
+            name = path.rsplit("/", 1)[-1]
+            if not name.endswith(".json") or name == f"{self.record.run_id}.json":
+                continue
+            if now_ms - modified_ms >= self.dead_after_s * 1000:
+                continue  # a dead run: the reaper records it, it holds nothing
+            try:
+                other = json.loads(self.warehouse.read_text(path))
+            except Exception:  # gone (it ended) or being rewritten: look again on the next round
+                continue
+            claim = (other.get("claimed_at") or other.get("started_at") or "", other.get("run_id", ""))
+            if other.get("holding") or claim < mine:
+                ahead.append(other)
+        return sorted(ahead, key=lambda o: (not o.get("holding"), o.get("claimed_at") or ""))
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -54,12 +122,14 @@ class Heartbeat:
         self.warehouse.remove(self.path)
 
 
-def reap_dead_runs(warehouse: Warehouse, stale_after_s: float) -> list[str]:
+def reap_dead_runs(warehouse: Warehouse, stale_after_s: float, own_run_id: str | None = None) -> list[str]:
     """Remove the staging of runs whose heartbeat stopped, and record them as interrupted."""
     dead = []
     now_ms = time.time() * 1000
     for path, modified_ms in warehouse.list_files(f"{warehouse.root}/_staging/_runs"):
         if not path.endswith(".json") or now_ms - modified_ms < stale_after_s * 1000:
+            continue
+        if own_run_id and path.rsplit("/", 1)[-1] == f"{own_run_id}.json":
             continue
         try:
             info = json.loads(warehouse.read_text(path))

@@ -6,9 +6,9 @@ import sys
 from dataclasses import dataclass
 
 from jobs.config import Config, ConfigError
-from jobs.exit_codes import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from jobs.exit_codes import EXIT_BLOCKED, EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from jobs.ledger import RunRecord, write_run
-from jobs.liveness import Heartbeat, reap_dead_runs
+from jobs.liveness import Heartbeat, WarehouseBusy, reap_dead_runs
 from jobs.session import SessionError, build_session
 from jobs.storage import StorageError, check_storage
 from jobs.warehouse import Warehouse
@@ -45,7 +45,11 @@ class Outcome:
 
 
 def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
-    outcome = execute(spark, config, warehouse, job)
+    try:
+        outcome = execute(spark, config, warehouse, job)
+    except WarehouseBusy as exc:
+        print(f"voxlake: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     print_summary(outcome.results, outcome.record)
     return outcome.exit_code
 
@@ -55,10 +59,14 @@ def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
     from jobs.stages.annotate import register_plugins
 
     register_plugins(config)  # before attach: plugin annotators have silver columns too
-    warehouse.attach()
-    reap_dead_runs(warehouse, float(config.section("run").get("dead_after_s", 300)))
+    run_cfg = config.section("run")
+    dead_after_s = float(run_cfg.get("dead_after_s", 300))
     record = RunRecord(job=job, config_hash=config.hash())
-    with Heartbeat(warehouse, record, float(config.section("run").get("heartbeat_s", 30))):
+    # the lease comes first: two runs creating the tables of a new warehouse at once would collide
+    with Heartbeat(warehouse, record, float(run_cfg.get("heartbeat_s", 30)), dead_after_s,
+                   float(run_cfg.get("lease_wait_s", 0))):
+        warehouse.attach()
+        reap_dead_runs(warehouse, dead_after_s, own_run_id=record.run_id)
         return _execute_stages(spark, config, warehouse, job, record)
 
 
