@@ -26,7 +26,9 @@ class _Parser(argparse.ArgumentParser):
 def _common(p: argparse.ArgumentParser, sources: bool) -> None:
     p.add_argument("--warehouse", help="folder or URI holding the Delta tables (default: ./warehouse)")
     p.add_argument("--config", help="YAML file merged over the shipped defaults (jobs/defaults.yaml)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug logging, and libraries' INFO lines")
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and the final summary only")
     if sources:
         p.add_argument("--source", action="append", default=[], metavar="PATH",
                        help="folder, file URI or audio table (Parquet/Delta); repeatable")
@@ -58,19 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
+OUR_LOGGERS = ("voxlake", "jobs", "udfs", "annotators", "expectations")
+
+
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    """voxlake's own lines at INFO (DEBUG with -v, WARNING with -q); libraries (Great Expectations, py4j,
+    numba...) at WARNING unless -v, so the console shows what the pipeline does, not how GX saves files."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    ours = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(ours)
     for noisy in ("py4j", "urllib3", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.quiet)
     overrides = {"warehouse": args.warehouse} if args.warehouse else {}
     caps = {k: getattr(args, k, None) for k in ("max_files", "max_hours") if getattr(args, k, None) is not None}
     if caps:

@@ -23,6 +23,7 @@ DELTA_JARS_DIR = Path(os.environ.get("VOXLAKE_JARS_DIR", REPO_ROOT / ".deps" / "
 # Hadoop's S3A connector (hadoop-aws + the AWS SDK modules it needs), fetched by `make setup-s3`
 S3A_JARS_DIR = Path(os.environ.get("VOXLAKE_S3A_JARS_DIR", REPO_ROOT / ".deps" / "s3a-jars"))
 IVY_DIR = REPO_ROOT / ".deps" / "ivy"
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 class SessionError(RuntimeError):
@@ -99,6 +100,11 @@ def build_session(config: Config, app_name: str | None = None):
         cores = os.cpu_count() or 2
         conf["spark.sql.shuffle.partitions"] = str(spark_cfg.get("shuffle_partitions") or max(2, cores))
         conf["spark.databricks.delta.snapshotPartitions"] = str(max(1, min(cores, 8)))
+        # a quiet console: our log4j2 settings (warnings, minus the ones nobody can act on), and no
+        # "hostname resolves to a loopback address" warning (local mode binds to the loopback anyway)
+        # (spark.conf may set spark.driver.extraJavaOptions itself: the config wins, as below)
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if not delta_given:

@@ -71,3 +71,22 @@ def test_config_mistakes_exit_2_naming_the_key_and_the_closest_one(tmp_path):
                                 "annotate": {"params": {"asr": {"model": "tiny.en"}}, "plugins": {}},
                                 "publish": {"critical": {"mean_dnsmos_min": None, "mean_dnsmos_max": None}}})
     assert ok.section("annotate")["params"]["asr"]["model"] == "tiny.en"
+
+
+def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
+    """A long Spark step redraws one line (tasks done/total, elapsed) on a TTY, then erases it."""
+    import io
+    import time
+
+    from jobs.progress import StageProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    with StageProgress(spark, "annotate chunk 1/1", stream=screen):
+        spark.sparkContext.parallelize(range(4), 4).map(lambda x: time.sleep(1.5) or x).collect()
+    drawn = screen.getvalue().split("\r")
+    assert any(line.startswith("annotate chunk 1/1: tasks ") and "/4 done" in line for line in drawn), drawn
+    assert drawn[-1] == "" and drawn[-2].strip() == "", "the line is erased when the step ends"

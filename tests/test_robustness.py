@@ -190,14 +190,20 @@ def test_a_killed_annotate_keeps_its_committed_chunks_and_the_rerun_does_the_res
     assert len(state) == 24 and set(state.values()) <= {"curated", "quarantined"}
 
 
-def test_make_run_logs_no_single_partition_warning(tmp_path):
-    """The README's `make run` (samples, default config) as a subprocess: no global-window warning."""
+def test_make_run_logs_no_single_partition_warning_and_fits_on_a_screen(tmp_path):
+    """The README's `make run` (samples, default config) as a subprocess: no global-window warning, and a
+    console a person can read (voxlake's lines, no library INFO chatter, no known-noise Spark warnings)."""
     proc = subprocess.run([sys.executable, "-m", "jobs.cli", "run", "--manifest", "samples/manifest.jsonl",
                            "--source", "samples/audio", "--warehouse", str(tmp_path / "wh")],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "No Partition Defined for Window" not in proc.stderr
     assert "judged            9 files" in proc.stdout
+    console = proc.stdout.splitlines() + proc.stderr.splitlines()
+    assert len(console) <= 50, "\n".join(console)
+    for noise in ("great_expectations", "NativeCodeLoader", "log4j profile", "resolves to a loopback"):
+        assert noise not in proc.stderr, noise
+    assert "data docs         file://" in proc.stdout
 
 
 def test_levels_matches_pyloudnorm_and_measures_eight_channels():

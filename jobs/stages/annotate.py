@@ -22,6 +22,7 @@ from jobs.catalog import SILVER
 from jobs.config import Config, ConfigError
 from jobs.ledger import RunRecord
 from jobs.live import audio_view, live_files, meta_hash
+from jobs.progress import StageProgress
 from jobs.storage import storage_settings
 from jobs.warehouse import Warehouse
 
@@ -213,7 +214,9 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     try:
         for chunk in range(n_chunks):
             part = work.where(F.col("_chunk") == chunk).drop("_chunk")
-            done = _annotate_chunk(spark, config, warehouse, spec, part, f"{staging}_{chunk}", record.run_id)
+            label = f"annotate chunk {chunk + 1}/{n_chunks}"
+            with StageProgress(spark, label, float(config.section("run").get("progress_log_s", 60))):
+                done = _annotate_chunk(spark, config, warehouse, spec, part, f"{staging}_{chunk}", record.run_id)
             if done is None:
                 continue
             files, seconds, metrics, version = done

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from jobs import outcomes
 from jobs.config import Config
 from jobs.ledger import RunRecord
+from jobs.progress import StageProgress
 from jobs.sources import list_inputs, source_uris
 from jobs.warehouse import Warehouse
 from schemas.errors import ErrorCode
@@ -144,7 +145,9 @@ def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -
     # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would
     # recompute it against the new bronze. Staging also keeps the expensive probe from running twice.
     staging = warehouse.staging("ingest", record.run_id)
-    probed.select(*columns).write.format("delta").mode("overwrite").save(staging)
+    with StageProgress(spark, f"ingest: probing {n_todo} files",
+                       float(config.section("run").get("progress_log_s", 60))):
+        probed.select(*columns).write.format("delta").mode("overwrite").save(staging)
     probed = spark.read.format("delta").load(staging)
     stats = probed.groupBy("error_code", F.col("deleted_at").isNotNull().alias("deleted")).agg(
         F.count("*").alias("n"), F.sum("duration_s").alias("s")).collect()
