@@ -32,9 +32,27 @@ def dispatch(args, config: Config) -> int:
         from jobs.sql import run_sql
 
         return run_sql(spark, warehouse, args.query, args.format, args.limit)
+    if args.command == "export":
+        return run_export_command(spark, config, warehouse, args)
     if args.command in ("ingest", "annotate", "publish", "run", "maintain"):
         return run_stages(spark, config, warehouse, job=args.command)
     raise ConfigError(f"unknown command {args.command}")
+
+
+def run_export_command(spark, config: Config, warehouse: Warehouse, args) -> int:
+    from jobs.stages.export import ExportRequest, run_export
+    from jobs.warehouse import normalize_root
+
+    found = warehouse.attach_existing()
+    if "gold.utterances" not in found:
+        raise ConfigError(f"no gold.utterances in {warehouse.root}: run `voxlake run` first")
+    summary = run_export(spark, config, warehouse, ExportRequest(
+        format=args.format, out=normalize_root(args.out), where=args.where, version=args.version,
+        timestamp=args.timestamp, embed_audio=args.embed_audio, segments=args.segments,
+        shard_rows=args.shard_rows, shard_bytes=args.shard_mb << 20))
+    print(f"exported {summary['rows']} rows ({summary['hours']:.3f} h) of gold.utterances@{summary['gold_version']} "
+          f"as {summary['format']} to {normalize_root(args.out)} ({len(summary['files'])} files, export.json)")
+    return EXIT_OK
 
 
 @dataclass
