@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard (nemo, lhotse, hf)")
     export.add_argument("--shard-mb", type=int, default=512,
                         help="MB of audio per shard when the shards carry it (webdataset, hf --embed-audio)")
+    report = sub.add_parser("report", help="a self-contained HTML dataset card (plots, quarantine, runs, recipe)")
+    _common(report, sources=False)
+    report.add_argument("--out", metavar="FILE", help="where to write it (default: <warehouse>/report.html)")
     sql = sub.add_parser("sql", help="run SQL over the warehouse's tables")
     _common(sql, sources=False)
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table")

@@ -32,11 +32,37 @@ def dispatch(args, config: Config) -> int:
         from jobs.sql import run_sql
 
         return run_sql(spark, warehouse, args.query, args.format, args.limit)
+    if args.command == "report":
+        path = write_report(spark, config, warehouse, args.out)
+        print(f"report: {path}")
+        return EXIT_OK
     if args.command == "export":
         return run_export_command(spark, config, warehouse, args)
     if args.command in ("ingest", "annotate", "publish", "run", "maintain"):
         return run_stages(spark, config, warehouse, job=args.command)
     raise ConfigError(f"unknown command {args.command}")
+
+
+def write_report(spark, config: Config, warehouse: Warehouse, out: str | None = None) -> str:
+    """Render the dataset card; returns where it went (a file:// URL for local files)."""
+    from pathlib import Path
+
+    from jobs.report_html import render
+    from jobs.stages.report import gather
+    from udfs.files import local_path
+
+    found = warehouse.attach_existing()
+    if "gold.utterances" not in found:
+        raise ConfigError(f"no gold.utterances in {warehouse.root}: run `voxlake run` first")
+    page = render(gather(spark, config, warehouse))
+    target = out or f"{warehouse.root}/report.html"
+    local = local_path(target)
+    if local is None:
+        warehouse.write_text(target, page)
+        return target
+    Path(local).parent.mkdir(parents=True, exist_ok=True)
+    Path(local).write_text(page, encoding="utf-8")
+    return Path(local).resolve().as_uri()
 
 
 def run_export_command(spark, config: Config, warehouse: Warehouse, args) -> int:
@@ -68,6 +94,12 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
     except WarehouseBusy as exc:
         print(f"voxlake: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    report_cfg = config.section("report")
+    if job == "run" and report_cfg.get("after_run"):
+        outcome.results["report"] = write_report(spark, config, warehouse, report_cfg.get("path"))
+    elif job in ("run", "publish"):
+        outcome.results["report"] = (f"`voxlake report --warehouse {warehouse.root}` writes it "
+                                     "(or set report.after_run)")
     print_summary(outcome.results, outcome.record)
     return outcome.exit_code
 
@@ -169,6 +201,8 @@ def print_summary(results: dict, record: RunRecord) -> None:
             lines.append("    rejected by: " + ", ".join(f"{k}: {v}" for k, v in sorted(publish.rejected_by.items())))
         if publish.docs_path:
             lines.append(f"  data docs         {publish.docs_path}")
+    if results.get("report"):
+        lines.append(f"  dataset report    {results['report']}")
     maintain = results.get("maintain")
     if maintain:
         lines.append(f"  maintained        compacted {len(maintain.compacted)} tables, vacuumed "

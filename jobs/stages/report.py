@@ -1,0 +1,106 @@
+"""`voxlake report`: the dataset card's numbers, aggregated by Spark.
+
+Every figure is a grouped aggregate (by language, band, histogram bin, run, annotator), so what reaches
+the driver grows with the number of groups, never with the number of files. jobs/report_html.py turns
+them into one self-contained HTML page.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from jobs.catalog import FILE_STATE, RUNS, SILVER, UTTERANCES
+from jobs.config import Config
+from jobs.warehouse import Warehouse
+
+HISTOGRAMS = {  # gold column -> (bin width, label)
+    "duration_s": (1.0, "duration (s)"),
+    "snr_db": (2.5, "SNR (dB)"),
+    "dnsmos_ovrl": (0.1, "DNSMOS overall (MOS)"),
+    "words_per_s": (0.25, "speaking rate (words/s)"),
+}
+BANDWIDTH_CLASSES = [(0, 3400, "narrowband (<3.4 kHz)"), (3400, 7000, "wideband (3.4-7 kHz)"),
+                     (7000, 14000, "super-wideband (7-14 kHz)"), (14000, 10**9, "fullband (>14 kHz)")]
+
+
+@dataclass
+class ReportData:
+    warehouse: str
+    gold_version: int | None
+    created_at: str
+    totals: dict
+    by_language_band: pd.DataFrame
+    histograms: dict[str, pd.DataFrame]  # column -> (language, bin, files)
+    bandwidth: pd.DataFrame
+    quarantine: pd.DataFrame
+    quarantine_trend: pd.DataFrame
+    annotator_failures: pd.DataFrame
+    throughput: pd.DataFrame
+    recipe: dict
+    recipe_hash: str | None
+    extras: dict = field(default_factory=dict)
+
+
+def _pdf(df) -> pd.DataFrame:
+    return pd.DataFrame([r.asDict() for r in df.collect()], columns=df.columns)
+
+
+def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
+    from pyspark.sql import functions as F
+
+    gold = spark.read.format("delta").load(warehouse.path(UTTERANCES))
+    totals_row = gold.agg(F.count("*").alias("files"), F.sum("duration_s").alias("seconds"),
+                          F.countDistinct("language").alias("languages"),
+                          F.first("recipe_hash", ignorenulls=True).alias("recipe_hash")).first()
+    state = spark.read.format("delta").load(warehouse.path(FILE_STATE))
+    status = {r["status"]: r["n"] for r in state.groupBy("status").agg(F.count("*").alias("n")).collect()}
+    by_lang_band = _pdf(gold.groupBy("language", F.coalesce("quality_band", F.lit("unrated")).alias("band"))
+                        .agg(F.count("*").alias("files"), (F.sum("duration_s") / 3600).alias("hours"))
+                        .orderBy("language", "band"))
+    histograms = {}
+    for column, (width, _) in HISTOGRAMS.items():
+        histograms[column] = _pdf(
+            gold.where(F.col(column).isNotNull())
+            .groupBy("language", (F.floor(F.col(column) / width) * width).alias("bin"))
+            .agg(F.count("*").alias("files")).orderBy("language", "bin"))
+    bw = F.col("effective_hz")
+    bw_class = F.lit("unknown")
+    for low, high, label in reversed(BANDWIDTH_CLASSES):
+        bw_class = F.when((bw >= low) & (bw < high), F.lit(label)).otherwise(bw_class)
+    bandwidth = _pdf(gold.groupBy(bw_class.alias("class")).agg(F.count("*").alias("files")).orderBy("class"))
+    quarantined = state.where("status = 'quarantined'")
+    first_failed = F.when(F.size("failed_expectations") > 0, F.element_at("failed_expectations", 1))
+    reason = F.coalesce(first_failed, F.col("error_code"), F.lit("unknown"))
+    quarantine = _pdf(quarantined.groupBy(reason.alias("reason")).agg(F.count("*").alias("files"))
+                      .orderBy(F.desc("files")))
+    runs = spark.read.format("delta").load(warehouse.path(RUNS))
+    trend = _pdf(runs.select("run_id", "started_at", F.explode("errors_by_code").alias("code", "files"))
+                 .orderBy("started_at"))
+    wall = F.col("finished_at").cast("double") - F.col("started_at").cast("double")
+    throughput = _pdf(runs.where("audio_seconds > 0 AND finished_at IS NOT NULL")
+                      .select("run_id", "job", "started_at", (F.col("audio_seconds") / 3600).alias("audio_hours"),
+                              (wall / 3600).alias("wall_hours"))
+                      .withColumn("x_realtime", F.col("audio_hours") / F.col("wall_hours"))
+                      .orderBy("started_at"))
+    silver = spark.read.format("delta").load(warehouse.path(SILVER))
+    names = [f.name for f in silver.schema.fields
+             if hasattr(f.dataType, "fieldNames") and "status" in f.dataType.fieldNames()]
+    failures = silver.select(*[F.col(f"{n}.status").alias(n) for n in names])
+    agg = failures.agg(*[F.sum(F.when(F.col(n) == "failed", 1).otherwise(0)).alias(f"{n}__failed") for n in names],
+                       *[F.count(F.col(n)).alias(f"{n}__ran") for n in names]).first() if names else None
+    annotator_failures = pd.DataFrame(
+        [{"annotator": n, "ran": int(agg[f"{n}__ran"] or 0), "failed": int(agg[f"{n}__failed"] or 0)}
+         for n in names] if agg else [], columns=["annotator", "ran", "failed"])
+    if len(annotator_failures):
+        annotator_failures["failure_rate"] = annotator_failures["failed"] / annotator_failures["ran"].clip(lower=1)
+    return ReportData(
+        warehouse=warehouse.root, gold_version=warehouse.table_version(UTTERANCES),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        totals={"files": int(totals_row["files"]), "hours": float(totals_row["seconds"] or 0) / 3600,
+                "languages": int(totals_row["languages"]), "curated": int(status.get("curated", 0)),
+                "quarantined": int(status.get("quarantined", 0)), "pending": int(status.get("pending", 0))},
+        by_language_band=by_lang_band, histograms=histograms, bandwidth=bandwidth, quarantine=quarantine,
+        quarantine_trend=trend, annotator_failures=annotator_failures, throughput=throughput,
+        recipe=dict(config.section("publish").get("recipe") or {}), recipe_hash=totals_row["recipe_hash"])
