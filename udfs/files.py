@@ -63,37 +63,30 @@ def _store_errors(uri: str):
 
 
 @contextmanager
-def open_uri(uri: str, storage: StorageSettings | None = None) -> Iterator[BinaryIO]:
+def _open(uri: str, storage: StorageSettings | None, sequential: bool) -> Iterator[BinaryIO]:
+    path = local_path(uri)
+    if path is not None:
+        with open(path, "rb", buffering=1 << 20) as f:
+            yield f
+        return
+    with _store_errors(uri):
+        fs, remote = filesystem(uri, storage)
+        f = fs.open_input_stream(remote, buffer_size=COPY_CHUNK_BYTES) if sequential else \
+            fs.open_input_file(remote)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def open_uri(uri: str, storage: StorageSettings | None = None):
     """A seekable file: local, or an object read with ranged GETs."""
-    path = local_path(uri)
-    if path is not None:
-        with open(path, "rb", buffering=1 << 20) as f:
-            yield f
-        return
-    with _store_errors(uri):
-        fs, remote = filesystem(uri, storage)
-        f = fs.open_input_file(remote)
-    try:
-        yield f
-    finally:
-        f.close()
+    return _open(uri, storage, sequential=False)
 
 
-@contextmanager
-def open_stream(uri: str, storage: StorageSettings | None = None) -> Iterator[BinaryIO]:
+def open_stream(uri: str, storage: StorageSettings | None = None):
     """A sequential stream (one GET for an object): for reading every byte once."""
-    path = local_path(uri)
-    if path is not None:
-        with open(path, "rb", buffering=1 << 20) as f:
-            yield f
-        return
-    with _store_errors(uri):
-        fs, remote = filesystem(uri, storage)
-        f = fs.open_input_stream(remote, buffer_size=COPY_CHUNK_BYTES)
-    try:
-        yield f
-    finally:
-        f.close()
+    return _open(uri, storage, sequential=True)
 
 
 @contextmanager
