@@ -105,6 +105,25 @@ def _hist_by_language(df: pd.DataFrame, width: float, xlabel: str):
     return draw
 
 
+def _player(clip: dict) -> str:
+    label = f"DNSMOS {clip['dnsmos_ovrl']:.2f} · {clip['duration_s']:.1f} s"
+    if clip.get("data"):
+        src = f"data:{clip['mime']};base64,{base64.b64encode(clip['data']).decode('ascii')}"
+        audio = f'<audio controls preload="none" src="{src}"></audio>'
+    else:
+        audio = f"<span class='sub'>{html.escape(clip['uri'])} (not embedded)</span>"
+    text = html.escape((clip.get("transcript") or "")[:160])
+    return f"<td>{audio}<br><span class='sub'>{label}</span><br>{text}</td>"
+
+
+def _listen(examples: list[dict]) -> str:
+    if not examples:
+        return "<p class='sub'>none</p>"
+    rows = "".join(f"<tr><td>{html.escape(str(e['language']))}</td>{_player(e['best'])}{_player(e['worst'])}</tr>"
+                   for e in examples)
+    return f"<table><thead><tr><th>language</th><th>best</th><th>worst</th></tr></thead><tbody>{rows}</tbody></table>"
+
+
 def render(data: ReportData) -> str:
     t = data.totals
     figures = []
@@ -208,6 +227,7 @@ def render(data: ReportData) -> str:
 <p class="sub">{html.escape(data.warehouse)} · gold.utterances version {data.gold_version} · {html.escape(data.created_at)}</p>
 <div class="cards">{cards}</div>
 <div class="grid">{''.join(figures)}</div>
+<h2>Listen: the best and the worst curated file of each language (by DNSMOS)</h2>{_listen(data.examples)}
 <h2>Quarantine reasons</h2>{_table(data.quarantine)}
 <h2>Annotator failures</h2>{_table(data.annotator_failures, {"failure_rate": "{:.1%}"})}
 <h2>Runs</h2>{_table(data.throughput, {"audio_hours": "{:.3f}", "wall_hours": "{:.3f}", "x_realtime": "{:.2f}"})}

@@ -46,3 +46,12 @@ def test_report_renders_every_plot_offline_without_script_errors(spark, corpus_w
     assert f"<div class='card'>curated files<b>{curated:,}</b></div>" in page
     for reason in ("TRUNCATED", "UNKNOWN_FORMAT"):  # two of the bad inputs' codes
         assert f"<td>{reason}</td>" in page, reason
+
+    # players for the best and worst file per language: the clips themselves, embedded
+    import base64
+
+    clips = re.findall(r'<audio controls preload="none" src="data:audio/[a-z0-9]+;base64,([^"]+)"', page)
+    languages = {r["language"] for r in spark.read.format("delta").load(wh.path(UTTERANCES))
+                 .where("dnsmos_ovrl IS NOT NULL").select("language").distinct().collect()}
+    assert len(clips) >= 2 * min(len(languages), 1), "no embedded audio players"
+    assert all(len(base64.b64decode(c)) > 1000 for c in clips)

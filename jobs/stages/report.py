@@ -40,7 +40,8 @@ class ReportData:
     throughput: pd.DataFrame
     recipe: dict
     recipe_hash: str | None
-    extras: dict = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)  # per language: the best and worst file, to listen to
+
 
 
 def _pdf(df) -> pd.DataFrame:
@@ -95,6 +96,7 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
          for n in names] if agg else [], columns=["annotator", "ran", "failed"])
     if len(annotator_failures):
         annotator_failures["failure_rate"] = annotator_failures["failed"] / annotator_failures["ran"].clip(lower=1)
+    examples = _examples(spark, gold)
     return ReportData(
         warehouse=warehouse.root, gold_version=warehouse.table_version(UTTERANCES),
         created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -103,4 +105,46 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
                 "quarantined": int(status.get("quarantined", 0)), "pending": int(status.get("pending", 0))},
         by_language_band=by_lang_band, histograms=histograms, bandwidth=bandwidth, quarantine=quarantine,
         quarantine_trend=trend, annotator_failures=annotator_failures, throughput=throughput,
-        recipe=dict(config.section("publish").get("recipe") or {}), recipe_hash=totals_row["recipe_hash"])
+        recipe=dict(config.section("publish").get("recipe") or {}), recipe_hash=totals_row["recipe_hash"],
+        examples=examples)
+
+
+MIME = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg", "oga": "audio/ogg",
+        "opus": "audio/ogg", "m4a": "audio/mp4", "webm": "audio/webm"}
+EMBED_MAX_BYTES = 2 << 20  # clips larger than this are named, not embedded (the page stays one light file)
+EXAMPLE_LANGUAGES = 12  # the languages with the most hours
+
+
+def _examples(spark, gold) -> list[dict]:
+    """The highest- and lowest-DNSMOS file of each of the top languages, with their bytes when small
+    (one grouped aggregate: two files per language reach the driver)."""
+    from pyspark.sql import functions as F
+
+    from jobs.storage import storage_settings
+    from udfs.files import open_stream
+
+    clip = F.struct("uri", "transcript", "duration_s", "dnsmos_ovrl")
+    rated = gold.where(F.col("dnsmos_ovrl").isNotNull())
+    rows = (rated.groupBy("language")
+            .agg(F.sum("duration_s").alias("s"), F.max_by(clip, "dnsmos_ovrl").alias("best"),
+                 F.min_by(clip, "dnsmos_ovrl").alias("worst"))
+            .orderBy(F.desc("s")).limit(EXAMPLE_LANGUAGES).collect())
+    storage = storage_settings(spark)
+    out = []
+    for row in rows:
+        entry = {"language": row["language"]}
+        for which in ("best", "worst"):
+            c = row[which].asDict()
+            ext = c["uri"].rsplit(".", 1)[-1].lower() if "." in c["uri"] else ""
+            c["mime"] = MIME.get(ext)
+            c["data"] = None
+            if c["mime"]:
+                try:
+                    with open_stream(c["uri"], storage) as f:
+                        data = f.read(EMBED_MAX_BYTES + 1)
+                    c["data"] = data if len(data) <= EMBED_MAX_BYTES else None
+                except OSError:
+                    pass
+            entry[which] = c
+        out.append(entry)
+    return out
