@@ -29,10 +29,8 @@ FREE_FORM = {"spark.conf", "annotate.params", "annotate.plugins"}
 def _type_of(value) -> list[str] | str:
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "number"  # an int default accepts 1.5 only where code rounds: keep numbers permissive
-    if isinstance(value, float):
-        return "number"
+    if isinstance(value, (int, float)):
+        return "number"  # seconds, hours, thresholds: any number (whole-number keys are in INTEGER)
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):

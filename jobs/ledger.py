@@ -14,12 +14,21 @@ log = logging.getLogger(__name__)
 
 
 def code_version() -> str:
-    try:
-        from importlib.metadata import version
+    """The package version, plus the git commit when the code runs from a checkout (ops.runs, exports)."""
+    import subprocess
+    from importlib.metadata import version
+    from pathlib import Path
 
-        return version("voxlake")
+    try:
+        base = version("voxlake")
     except Exception:
-        return "unknown"
+        base = "unknown"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{base}+{sha}" if sha else base
 
 
 def new_run_id(job: str) -> str:

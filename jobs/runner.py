@@ -43,6 +43,12 @@ def dispatch(args, config: Config) -> int:
     raise ConfigError(f"unknown command {args.command}")
 
 
+def _attach_gold(warehouse: Warehouse) -> None:
+    """Register the warehouse's tables; the readers of gold (report, export) need it to exist."""
+    if "gold.utterances" not in warehouse.attach_existing():
+        raise ConfigError(f"no gold.utterances in {warehouse.root}: run `voxlake run` first")
+
+
 def write_report(spark, config: Config, warehouse: Warehouse, out: str | None = None) -> str:
     """Render the dataset card; returns where it went (a file:// URL for local files)."""
     from pathlib import Path
@@ -51,9 +57,7 @@ def write_report(spark, config: Config, warehouse: Warehouse, out: str | None = 
     from jobs.stages.report import gather
     from udfs.files import local_path
 
-    found = warehouse.attach_existing()
-    if "gold.utterances" not in found:
-        raise ConfigError(f"no gold.utterances in {warehouse.root}: run `voxlake run` first")
+    _attach_gold(warehouse)
     page = render(gather(spark, config, warehouse))
     target = out or f"{warehouse.root}/report.html"
     local = local_path(target)
@@ -69,9 +73,7 @@ def run_export_command(spark, config: Config, warehouse: Warehouse, args) -> int
     from jobs.stages.export import ExportRequest, run_export
     from jobs.warehouse import normalize_root
 
-    found = warehouse.attach_existing()
-    if "gold.utterances" not in found:
-        raise ConfigError(f"no gold.utterances in {warehouse.root}: run `voxlake run` first")
+    _attach_gold(warehouse)
     summary = run_export(spark, config, warehouse, ExportRequest(
         format=args.format, out=normalize_root(args.out), where=args.where, version=args.version,
         timestamp=args.timestamp, embed_audio=args.embed_audio, segments=args.segments,

@@ -58,9 +58,8 @@ def check_storage(spark, config: Config) -> StorageSettings:
     _check_connector(spark)
     for bucket, uri in {split_bucket(u)[0]: u for u in remote}.items():
         _check_python_side(bucket, uri, settings)
-        _check_hadoop_side(spark, bucket, uri)
-        log.info("object storage: s3a://%s reachable (endpoint %s)", bucket,
-                 settings.get("endpoint", bucket) or "AWS default")
+        _check_hadoop_side(spark, bucket, uri, settings)
+        log.info("object storage: s3a://%s reachable (%s)", bucket, _endpoint(settings, bucket))
     return settings
 
 
@@ -117,7 +116,7 @@ def _check_python_side(bucket: str, uri: str, settings: StorageSettings) -> None
                            or f"s3a://{bucket}: the executors' reader (pyarrow) failed: {text}") from None
 
 
-def _check_hadoop_side(spark, bucket: str, uri: str) -> None:
+def _check_hadoop_side(spark, bucket: str, uri: str, settings: StorageSettings) -> None:
     jvm = spark.sparkContext._jvm
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     try:
@@ -125,7 +124,6 @@ def _check_hadoop_side(spark, bucket: str, uri: str) -> None:
         path.getFileSystem(hconf).exists(path)
     except Exception as exc:
         text = str(exc)
-        endpoint = hconf.get(f"fs.s3a.bucket.{bucket}.endpoint") or hconf.get("fs.s3a.endpoint") or "AWS"
         first = next((line for line in text.splitlines() if "Exception" in line), text[:300])
-        raise StorageError(_explain(bucket, endpoint, text)
+        raise StorageError(_explain(bucket, _endpoint(settings, bucket), text)
                            or f"s3a://{bucket}: Spark's S3A connector failed: {first.strip()[:400]}") from None

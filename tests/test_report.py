@@ -53,5 +53,5 @@ def test_report_renders_every_plot_offline_without_script_errors(spark, corpus_w
     clips = re.findall(r'<audio controls preload="none" src="data:audio/[a-z0-9]+;base64,([^"]+)"', page)
     languages = {r["language"] for r in spark.read.format("delta").load(wh.path(UTTERANCES))
                  .where("dnsmos_ovrl IS NOT NULL").select("language").distinct().collect()}
-    assert len(clips) >= 2 * min(len(languages), 1), "no embedded audio players"
+    assert languages and len(clips) >= 2, "no embedded audio players"
     assert all(len(base64.b64decode(c)) > 1000 for c in clips)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 from jobs.catalog import BRONZE, SEGMENTS, UTTERANCES
 from jobs.config import ConfigError
+from jobs.ledger import code_version
 from jobs.progress import StageProgress
 from jobs.storage import storage_settings
 from jobs.warehouse import Warehouse
@@ -41,16 +40,6 @@ class ExportRequest:
     segments: bool = False
     shard_rows: int = 10_000  # formats that point at the audio
     shard_bytes: int = 512 << 20  # formats that carry it (webdataset, hf with embedded audio)
-
-
-def code_version() -> str:
-    version = metadata.version("voxlake")
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{version}+{sha}" if sha else version
 
 
 def _history(spark, path: str) -> list[tuple[int, datetime]]:
