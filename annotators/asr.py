@@ -1,5 +1,9 @@
 """ASR with faster-whisper (CTranslate2): transcript, language, every confidence, segments, word timings.
 
+The files of a batch are decoded together (`annotators.whisper_batch`: faster-whisper's per-file loop in
+lock step, `batch_size` windows per model call), which gives the unbatched path's transcripts at a
+fraction of its encoder and beam-search calls.
+
 Keeps what most wrappers drop, since these are the cheapest hallucination and language-error detectors:
 per segment `avg_logprob`, `no_speech_prob`, `compression_ratio`, `temperature` (the fallback used) and
 per word `probability`; per file the top language probabilities. Lineage columns say exactly which
@@ -12,7 +16,8 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from annotators.base import OK, AnnotationError, Annotator, AudioItem, Resources, SkipAnnotation, params_hash
+from annotators.base import FAILED, OK, SKIPPED, Annotator, AudioItem, Resources, params_hash
+from annotators.whisper_pack import PackSettings, transcribe_packed
 from schemas.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,7 @@ def as_int16_grid(x: np.ndarray) -> np.ndarray:
 
 class Asr(Annotator):
     name = "asr"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: files decoded in cross-file batches
     resources = Resources(cpu_threads=2, gpu=True)
     uses = ("vad",)  # with VAD results, files without speech are not transcribed (no hallucinations)
     default_params = {
@@ -71,6 +76,11 @@ class Asr(Annotator):
         "cache_dir": ".deps/models",
         "allow_download": False,
         "min_speech_s": 0.3,  # skip (NO_SPEECH) when the VAD found less speech than this
+        "batch_size": 4,  # 30 s windows (of different files) per encoder/decoder call on CPU
+        "gpu_batch_size": 16,  # ... on a GPU
+        # Short clips of one language share a 30 s window (annotators.whisper_pack). Off: on the corpus it
+        # moved boundary words between clips (BENCHMARKS.md, "packing short clips").
+        "pack_short_clips": False,
     }
     fields = [
         pa.field("language", pa.string()),
@@ -96,6 +106,7 @@ class Asr(Annotator):
         from faster_whisper import WhisperModel
 
         from annotators.models import resolve_whisper
+        from annotators.whisper_batch import BatchedWhisper
 
         self.resolved = resolve_whisper(self.params["model"], self.params["cache_dir"],
                                         allow_download=self.params["allow_download"])
@@ -103,22 +114,44 @@ class Asr(Annotator):
         self.model = WhisperModel(self.resolved.path, device=device, device_index=device_index,
                                   compute_type=self.compute_type, cpu_threads=threads, num_workers=1)
         self.options = {k: self.params[k] for k in DECODE_OPTIONS}
-        self.options_hash = params_hash({**self.options, "language": self.params["language"]})
+        self.options_hash = params_hash({**self.options, "language": self.params["language"],
+                                         "pack_short_clips": self.params["pack_short_clips"]})
+        size = self.params["gpu_batch_size" if device == "cuda" else "batch_size"]
+        self.batched = BatchedWhisper(self.model, self.options, size)
         log.info("asr: loaded %s (%s, %s) from %s", self.resolved.name, device, self.compute_type,
                  self.resolved.path)
 
-    def annotate(self, item: AudioItem) -> dict:
-        vad = item.upstream.get("vad")
-        if vad and vad.get("status") == OK and vad["speech_s"] < self.params["min_speech_s"]:
-            raise SkipAnnotation(ErrorCode.NO_SPEECH, f"VAD found {vad['speech_s']:.2f} s of speech")
+    def annotate_batch(self, items: list[AudioItem]) -> list[dict]:
+        """All files that have speech go through one lock-step batched decode; if the model fails on the
+        batch, each file is decoded alone so that the failure stays with the file that caused it."""
+        results: list[dict | None] = [None] * len(items)
+        todo = []
+        for k, item in enumerate(items):
+            vad = item.upstream.get("vad")
+            if vad and vad.get("status") == OK and vad["speech_s"] < self.params["min_speech_s"]:
+                results[k] = self.result(SKIPPED, ErrorCode.NO_SPEECH, f"VAD found {vad['speech_s']:.2f} s of speech")
+            else:
+                todo.append(k)
+        for k, result in zip(todo, self._transcribe([items[k] for k in todo]), strict=True):
+            results[k] = result
+        return results
+
+    def _transcribe(self, items: list[AudioItem]) -> list[dict]:
+        if not items:
+            return []
+        audios = [as_int16_grid(i.samples) for i in items]
+        languages = [self.params["language"]] * len(items)
         try:
-            segments_iter, info = self.model.transcribe(
-                as_int16_grid(item.samples), language=self.params["language"], vad_filter=False, **self.options
-            )
-            segments = list(segments_iter)
+            if self.params["pack_short_clips"]:
+                decoded = transcribe_packed(self.batched, audios, languages, PackSettings())
+            else:
+                decoded = self.batched.transcribe(audios, languages)
         except (RuntimeError, ValueError) as exc:  # CTranslate2 / tokenizer failures on this input
-            raise AnnotationError(ErrorCode.MODEL_ERROR, f"faster-whisper failed: {exc}") from exc
-        return self.to_result(segments, info)
+            if len(items) > 1:
+                log.warning("asr: batched decoding of %d files failed (%s); decoding them one by one", len(items), exc)
+                return [r for item in items for r in self._transcribe([item])]
+            return [self.result(FAILED, ErrorCode.MODEL_ERROR, f"faster-whisper failed: {exc}")]
+        return [self.ok(**self.to_result(segments, info)) for segments, info in decoded]
 
     def to_result(self, segments, info) -> dict:
         rows = [

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# A GPU discovery script that reports one GPU whether or not there is one: tests device placement
-# on machines without CUDA (the task must pick address 0, then fall back to CPU or fail, as configured).
-echo '{"name": "gpu", "addresses": ["0"]}'
+# A GPU discovery script that reports two GPUs whether or not there are any: tests device placement on
+# machines without CUDA (each task must use the address Spark assigned to it, then fall back to CPU or
+# fail, as configured).
+echo '{"name": "gpu", "addresses": ["0", "1"]}'

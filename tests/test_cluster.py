@@ -1,6 +1,7 @@
-"""spark-submit to a real local standalone cluster (master + worker from the pyspark package), with a
-fake GPU resource: same silver table as local mode; the task picks its assigned GPU address, falls back
-to CPU with a recorded note when CUDA is absent, or fails with an actionable message when told to."""
+"""spark-submit to a real local standalone cluster (master + worker from the pyspark package), with two
+fake GPUs: same silver table as local mode, GPU annotators (asr, quality) included; each task uses the
+GPU address Spark assigned to it, falls back to CPU with a recorded note when CUDA is absent, or fails
+with an actionable message when told to."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from jobs.session import DELTA_JARS_DIR
 
 SPARK_HOME = Path(pyspark.__file__).parent
 FAKE_GPU = REPO / "tests" / "fake_gpu_discovery.sh"
-NAMES = ["levels", "vad", "snr", "pitch"]
+NAMES = ["levels", "vad", "snr", "pitch", "quality", "asr"]  # asr and quality can use a GPU
 
 
 def free_port() -> int:
@@ -36,7 +37,7 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOG_DIR": str(root / "logs"),
            "SPARK_PID_DIR": str(root / "pids"), "SPARK_WORKER_DIR": str(root / "work"),
            "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=1 "
+           "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=2 "
                                 f"-Dspark.worker.resource.gpu.discoveryScript={FAKE_GPU}"}
     daemon = str(SPARK_HOME / "sbin" / "spark-daemon.sh")
     port = free_port()
@@ -66,7 +67,7 @@ def cluster(tmp_path_factory):
 
 def submit(cluster, job: str, *args: str, extra_conf: dict | None = None):
     jars = ",".join(str(p) for p in sorted(DELTA_JARS_DIR.glob("*.jar")))
-    conf = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1",
+    conf = {"spark.executor.resource.gpu.amount": "2", "spark.task.resource.gpu.amount": "1",
             "spark.executor.resource.gpu.discoveryScript": str(FAKE_GPU), "spark.executor.cores": "2",
             "spark.executor.memory": "3g", "spark.pyspark.python": sys.executable, **(extra_conf or {})}
     cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster["master"], "--jars", jars,
@@ -125,13 +126,21 @@ def test_spark_submit_to_a_standalone_cluster_matches_local_mode(spark, cluster_
     on_cluster = silver_rows(spark, cluster_run["warehouse"])
     local = silver_rows(spark, Path(wh_local.root))
     assert set(on_cluster) == set(local) and len(local) == 9
+    assert sum(r["asr"]["status"] == "ok" for r in local.values()) >= 5  # the speech samples
+    addresses = set()
     for audio_id, row in on_cluster.items():
         for name in ("decode", *NAMES):
             assert json.dumps(row[name], sort_keys=True) == json.dumps(local[audio_id][name], sort_keys=True), name
         by = row["annotated_by"]
-        assert by["gpu_address"] == "0", by  # the address Spark assigned to the task
-        assert by["device"] == "cpu" and "fell back to CPU" in by["device_note"], by
+        assert by["gpu_address"] in ("0", "1"), by  # an address Spark assigned to the task
+        assert by["device"] == "cpu" and f"address {by['gpu_address']} " in by["device_note"], by
+        assert "fell back to CPU" in by["device_note"], by
+        if row["asr"]["status"] == "ok":
+            assert row["asr"]["device"] == "cpu"
+        addresses.add(by["gpu_address"])
         assert local[audio_id]["annotated_by"]["gpu_address"] is None
+    # two tasks ran at once on the two-core executor, each holding one of the two GPUs
+    assert addresses == {"0", "1"}
 
 
 def test_gpu_fallback_fail_stops_with_an_actionable_message(cluster, cluster_run):
