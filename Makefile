@@ -72,6 +72,9 @@ bench: setup
 	$(BIN)/python -m bench.annotators_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.ingest_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.annotate_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.asr_packing_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.vad_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.startup_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.merge_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.scale_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.longfile_bench --out BENCHMARKS.md

@@ -32,6 +32,17 @@ class FileInput:
 
 
 @dataclass
+class Decoded:
+    """Decoded files, in input order: (audio or None, decode info) each, and the seconds it took."""
+
+    files: list[tuple[AudioItem | None, dict]]
+    seconds: float
+
+    def pick(self, k: int) -> Decoded:
+        return Decoded([self.files[k]], 0.0)
+
+
+@dataclass
 class FileOutput:
     audio_id: str
     decode: dict
@@ -62,7 +73,7 @@ class Pipeline:
                            device_index=device_index, threads=threads)
 
     def decode_one(self, item: FileInput) -> tuple[AudioItem | None, dict]:
-        start = time.perf_counter()
+        """Open and decode one file (no shared state touched: safe in a prefetch thread)."""
         try:
             with item.open() as f:
                 d = decode(f, self.limits)
@@ -73,33 +84,40 @@ class Pipeline:
         except OSError as exc:
             return None, {"status": FAILED, "error_code": str(ErrorCode.READ_FAILED),
                           "error_message": f"{type(exc).__name__}: {exc}"}
-        finally:
-            self.seconds["decode"] += time.perf_counter() - start
         audio = AudioItem(item.audio_id, d.samples, 16000, d.native, d.native_rate, dict(item.meta))
         info = {"status": "ok", "error_code": None, "error_message": None, "decoder": d.decoder,
                 "duration_s": d.duration_s, "native_rate": d.native_rate, "channels": d.channels}
         return audio, info
 
-    def run(self, inputs: list[FileInput]) -> list[FileOutput]:
-        """Decode each file once, then run each annotator over the files that need it, in order."""
-        decoded = [self.decode_one(i) for i in inputs]
-        outputs = [FileOutput(i.audio_id, info, {}) for i, (_, info) in zip(inputs, decoded, strict=True)]
-        for inp, (audio, _) in zip(inputs, decoded, strict=True):
+    def decode_many(self, inputs: list[FileInput]) -> Decoded:
+        """Decode files (possibly in a prefetch thread while the caller annotates others)."""
+        start = time.perf_counter()
+        files = [self.decode_one(i) for i in inputs]
+        return Decoded(files, time.perf_counter() - start)
+
+    def run(self, inputs: list[FileInput], decoded: Decoded | None = None) -> list[FileOutput]:
+        """Decode each file once (unless `decoded` already holds them), then run each annotator over the
+        files that need it, in order."""
+        decoded = decoded or self.decode_many(inputs)
+        self.seconds["decode"] += decoded.seconds
+        files = decoded.files
+        outputs = [FileOutput(i.audio_id, info, {}) for i, (_, info) in zip(inputs, files, strict=True)]
+        for inp, (audio, _) in zip(inputs, files, strict=True):
             if audio is not None:
                 audio.upstream.update(inp.upstream)
         for a in self.annotators:
             wanted = [k for k, inp in enumerate(inputs) if inp.only is None or a.name in inp.only]
-            live = [k for k in wanted if decoded[k][0] is not None]
+            live = [k for k in wanted if files[k][0] is not None]
             for k in wanted:
-                audio, info = decoded[k]
+                audio, info = files[k]
                 if audio is None:
                     outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
             start = time.perf_counter()
-            results = self._annotate(a, [decoded[k][0] for k in live])
+            results = self._annotate(a, [files[k][0] for k in live])
             self.seconds[a.name] += time.perf_counter() - start
             for k, result in zip(live, results, strict=True):
                 outputs[k].results[a.name] = result
-                decoded[k][0].upstream[a.name] = result
+                files[k][0].upstream[a.name] = result
             for k in wanted:
                 result = outputs[k].results[a.name]
                 if a.meta_inputs:  # record which metadata the result was computed from

@@ -51,6 +51,12 @@ def best_of(fn, runs=3) -> float:
     return min(times)
 
 
+def loaded_libraries() -> str:
+    """Which of the heavy libraries this process has imported (read from sys.modules, not assumed)."""
+    heavy = ["torch", "onnxruntime", "ctranslate2", "faster_whisper", "librosa", "lingua", "sklearn"]
+    return ", ".join(m for m in heavy if m in sys.modules) or "none"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
@@ -124,8 +130,8 @@ def main(argv=None) -> int:
         f"`text` runs on the transcript only. `quality` scores evenly spaced DNSMOS windows over "
         f"{annotators[[a.name for a in annotators].index('quality')].params['coverage']:.0%} of a long file "
         "(every 9 s window of this file would take 38x realtime: the model costs ~0.24 s per window per core).",
-        f"Process RSS after everything was loaded: {peak:.0f} MiB (Python, numpy, torch, onnxruntime, "
-        f"CTranslate2, lingua); before: {base_rss / 2**20:.0f} MiB.",
+        f"Process RSS after everything was loaded: {peak:.0f} MiB (heavy libraries loaded: {loaded_libraries()}); "
+        f"before: {base_rss / 2**20:.0f} MiB.",
     ]
     body = "\n".join(lines) + "\n"
     write_section(Path(args.out), "annotators", body)

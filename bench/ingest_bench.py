@@ -36,7 +36,7 @@ class PeakRss:
 
     def __init__(self, pid: int):
         self.root = psutil.Process(pid)
-        self.peak = {"python": 0, "jvm": 0, "python_workers": 0}
+        self.peak = {"python": 0, "jvm": 0, "python_workers": 0, "python_worker_max": 0}
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -54,6 +54,7 @@ class PeakRss:
                         self.peak["python"] = max(self.peak["python"], rss)
                     else:
                         workers += rss
+                        self.peak["python_worker_max"] = max(self.peak["python_worker_max"], rss)
                 self.peak["python_workers"] = max(self.peak["python_workers"], workers)
             except psutil.Error:
                 pass

@@ -56,6 +56,9 @@ def record(spark, warehouse: Warehouse, rows, staging: str) -> int:
     current = spark.read.format("delta").load(warehouse.path(FILE_STATE))
     same = " AND ".join(f"s.{c} <=> t.{c}" for c in DECISION_COLUMNS)
     changed = rows.alias("s").join(current.alias("t"), F.expr(f"s.uri = t.uri AND {same}"), "left_anti")
+    if changed.isEmpty():  # the common case of a rerun: one query, no staging table
+        log.info("file outcomes: 0 changed")
+        return 0
     changed.write.format("delta").mode("overwrite").save(staging)
     staged = spark.read.format("delta").load(staging)
     n = staged.count()

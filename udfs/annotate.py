@@ -1,8 +1,9 @@
 """The generic Spark adapter: any list of annotators as one mapInPandas function.
 
-Per Arrow batch it groups files by audio seconds (`batch_audio_s`, so one batch never holds several hour-long
+It groups the task's files by audio seconds (`batch_audio_s`, so one group never holds several hour-long
 files at once), opens each file once, decodes it once and runs the annotators each file needs, with the
-models of this worker's cached pipeline. Results travel back as JSON strings (parsed against the silver
+models of this worker's cached pipeline. The next group is read and decoded in a thread while the
+current one is annotated. Results travel back as JSON strings (parsed against the silver
 schema in the job), so deeply nested results (segments → words) need no pandas/Arrow struct conversion.
 
 Failures stay per file. Expected ones are results. A file over `file_timeout_s` gets TIMEOUT: a SIGALRM
@@ -22,6 +23,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,7 +31,7 @@ import pandas as pd
 
 from annotators.base import FAILED
 from annotators.decode import DecodeLimits
-from annotators.pipeline import FileInput, FileOutput, Pipeline, attempt_number
+from annotators.pipeline import Decoded, FileInput, FileOutput, Pipeline, attempt_number
 from annotators.registry import register
 from schemas.errors import ErrorCode
 from udfs.cache import get_pipeline
@@ -170,16 +172,52 @@ def failed_output(pipeline: Pipeline, inp: FileInput, code: ErrorCode, message: 
     return FileOutput(inp.audio_id, {"status": FAILED, "error_code": str(code), "error_message": message}, results)
 
 
-def _run_files(pipeline: Pipeline, inputs: list[FileInput], timeout_s: float) -> list[FileOutput]:
+def _run_files(pipeline: Pipeline, inputs: list[FileInput], timeout_s: float,
+               decoded: Decoded | None = None) -> list[FileOutput]:
     """Run the batch under timeout_s per file; on a timeout, run its files one by one under their own."""
     try:
         with time_limit(timeout_s * len(inputs)):
-            return pipeline.run(inputs)
+            return pipeline.run(inputs, decoded)
     except FileTimeout:
         if len(inputs) > 1:
             return [out for inp in inputs for out in _run_files(pipeline, [inp], timeout_s)]
     msg = f"over the per-file limit of {timeout_s:g} s (annotate.file_timeout_s)"
     return [failed_output(pipeline, inputs[0], ErrorCode.TIMEOUT, msg)]
+
+
+@dataclass
+class Unit:
+    """What the worker does next: a group of files to annotate, or outputs already known (files given up)."""
+
+    group: list[FileInput] | None = None
+    ready: list[FileOutput] | None = None
+    suspect: bool = False  # in progress when a worker died: runs alone, with nothing decoded beside it
+
+
+def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pipeline,
+               markers: Markers) -> Iterator[Unit]:
+    """The task's files as units, batch after batch (lazily: a batch is read when the one before is
+    planned). A file found "in progress" from a worker that died goes alone; one that took its worker down
+    `max_starts` times is given up (TIMEOUT or WORKER_CRASHED)."""
+    for batch in batches:
+        if batch.empty:
+            continue
+        fresh = []
+        for inp, seconds in _inputs(batch, spec.storage):
+            marker = markers.read(inp.audio_id)
+            if marker is None:
+                fresh.append((inp, seconds))
+            elif marker["starts"] >= spec.max_starts:  # it took its worker down every time
+                code = ErrorCode.TIMEOUT if marker.get("reason") == "timeout" else ErrorCode.WORKER_CRASHED
+                msg = (f"the worker died {marker['starts']} times with this file in progress "
+                       f"({'killed over the time limit' if code == ErrorCode.TIMEOUT else 'crashed or killed'})")
+                log.error("giving up on %s: %s", inp.audio_id, msg)
+                markers.done(inp.audio_id)
+                yield Unit(ready=[failed_output(pipeline, inp, code, msg)])
+            else:  # in progress when a worker died: alone this time
+                yield Unit(group=[inp], suspect=True)
+        for group in groups_by_audio_seconds(fresh, spec.batch_audio_s):
+            yield Unit(group=group)
 
 
 def make_annotate_fn(spec: AnnotateSpec):
@@ -193,11 +231,32 @@ def make_annotate_fn(spec: AnnotateSpec):
         markers = Markers(spec.marker_dir, storage=spec.storage)
         watchdog = Watchdog()
         host = socket.gethostname()
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxlake-decode")
 
-        def run_group(group: list[FileInput]) -> list[FileOutput]:
+        inline = []  # set once a prefetch hung: the rest of the task decodes in the main thread
+
+        def start(group: list[FileInput], ahead: bool = True) -> Future | None:
+            """Mark the group in progress, then read and decode it in the prefetch thread. Marked first:
+            a decoder that kills the worker during prefetch is then found like any other poison file."""
             for inp in group:
                 markers.start(inp.audio_id)
+            return prefetch.submit(pipeline.decode_many, group) if ahead and not inline else None
 
+        def collect(group: list[FileInput], decoding: Future | None) -> Decoded | None:
+            """The prefetched files, waited for under the group's time limit; None: decode inline (under
+            SIGALRM, so that a file whose read or decode hangs ends as TIMEOUT on its own)."""
+            if decoding is None:
+                return None
+            try:
+                with time_limit(spec.file_timeout_s * len(group)):
+                    return decoding.result()
+            except FileTimeout:
+                log.warning("decoding ahead did not finish within the group's time limit; decoding in the "
+                            "main thread from now on")
+                inline.append(True)
+                return None
+
+        def run_group(group: list[FileInput], decoding: Future | None) -> list[FileOutput]:
             def mark_timeout():
                 for inp in group:
                     marker = markers.read(inp.audio_id) or {"starts": 1}
@@ -205,38 +264,20 @@ def make_annotate_fn(spec: AnnotateSpec):
 
             hard = spec.file_timeout_s * len(group) + spec.hard_limit_grace_s if spec.file_timeout_s else 0
             try:
+                decoded = collect(group, decoding)
                 with watchdog.armed(hard, mark_timeout):
-                    return _run_files(pipeline, group, spec.file_timeout_s)
+                    return _run_files(pipeline, group, spec.file_timeout_s, decoded)
             finally:  # the worker is alive: an exception here (strict mode) is not a poison file
                 for inp in group:
                     markers.done(inp.audio_id)
 
-        for batch in batches:
-            if batch.empty:
-                continue
-            before = dict(pipeline.seconds)
-            outputs, fresh = [], []
-            for inp, seconds in _inputs(batch, spec.storage):
-                marker = markers.read(inp.audio_id)
-                if marker is None:
-                    fresh.append((inp, seconds))
-                elif marker["starts"] >= spec.max_starts:  # it took its worker down every time
-                    code = ErrorCode.TIMEOUT if marker.get("reason") == "timeout" else ErrorCode.WORKER_CRASHED
-                    msg = (f"the worker died {marker['starts']} times with this file in progress "
-                           f"({'killed over the time limit' if code == ErrorCode.TIMEOUT else 'crashed or killed'})")
-                    log.error("giving up on %s: %s", inp.audio_id, msg)
-                    outputs.append(failed_output(pipeline, inp, code, msg))
-                    markers.done(inp.audio_id)
-                else:  # in progress when a worker died: alone this time
-                    outputs += run_group([inp])
-            for group in groups_by_audio_seconds(fresh, spec.batch_audio_s):
-                outputs += run_group(group)
+        def frame(outputs: list[FileOutput], before: dict) -> pd.DataFrame:
             seconds = {k: round(v - before.get(k, 0.0), 4) for k, v in pipeline.seconds.items()}
             by = json.dumps({
                 "run_id": spec.run_id, "host": host, "pid": os.getpid(), "load_id": loaded.load_id,
                 "device": placement.device, "gpu_address": placement.gpu_address,
                 "device_note": placement.note, "threads": placement.threads,
-                # the batch's stage seconds, shared out evenly (per-file timing would cost a sync each)
+                # the group's stage seconds, shared out evenly (per-file timing would cost a sync each)
                 "seconds": {k: v / len(outputs) for k, v in seconds.items()},
             })
             rows = []
@@ -246,7 +287,39 @@ def make_annotate_fn(spec: AnnotateSpec):
                     result = out.results.get(name)
                     row[name] = json.dumps(result, default=_json_default) if result is not None else None
                 rows.append(row)
-            yield pd.DataFrame(rows, columns=spec.output_columns())
+            return pd.DataFrame(rows, columns=spec.output_columns())
+
+        # One group is decoded ahead while the one before it is annotated: reads (object stores) and
+        # decoding hide behind the models. At most two groups' audio is in memory. A suspect file never
+        # overlaps another: were it to kill the worker again, no innocent file may be marked with it.
+        def run_now(group: list[FileInput]) -> pd.DataFrame:  # decoded inline, under SIGALRM
+            before = dict(pipeline.seconds)
+            return frame(run_group(group, start(group, ahead=False)), before)
+
+        try:
+            current: list[FileInput] | None = None
+            decoding: Future | None = None  # the current group's prefetch
+            for unit in plan_units(batches, spec, pipeline, markers):
+                if unit.ready is not None:
+                    yield frame(unit.ready, dict(pipeline.seconds))
+                    continue
+                if unit.suspect:
+                    if current is not None:
+                        before = dict(pipeline.seconds)
+                        yield frame(run_group(current, decoding), before)
+                        current = None
+                    yield run_now(unit.group)
+                    continue
+                upcoming = (unit.group, start(unit.group))
+                if current is not None:
+                    before = dict(pipeline.seconds)
+                    yield frame(run_group(current, decoding), before)
+                current, decoding = upcoming
+            if current is not None:
+                before = dict(pipeline.seconds)
+                yield frame(run_group(current, decoding), before)
+        finally:
+            prefetch.shutdown(wait=True, cancel_futures=True)
 
     return annotate_batches
 

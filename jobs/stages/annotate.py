@@ -194,17 +194,16 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
                                    storage=storage_settings(spark))
     work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []),
                        int(cfg.get("max_attempts", 2)))
+    if work.isEmpty():  # a nightly run with nothing new: no staging table (two jobs and a commit saved)
+        log.info("annotate: nothing to do for %s", list(spec.names))
+        _record_decode_failures(spark, warehouse, record.run_id)  # e.g. a new URI of undecodable audio
+        return AnnotateResult(0, 0, 0.0, {}, {})
     work = _attach_table_bytes(spark, config, work)
     work.write.format("delta").mode("overwrite").save(staging + "_in")
     work = spark.read.format("delta").load(staging + "_in")
     stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
     n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
     result = AnnotateResult(n, 0, 0.0, {}, {})
-    if n == 0:
-        log.info("annotate: nothing to do for %s", list(spec.names))
-        warehouse.remove(staging + "_in")
-        _record_decode_failures(spark, warehouse, record.run_id)  # e.g. a new URI of undecodable audio
-        return result
     n_chunks = _chunking(n, total_s, cfg, caps)
     log.info("annotate: %d files (%.2f h of audio) need work for %s; %d commit(s)", n, total_s / 3600,
              list(spec.names), n_chunks)

@@ -1,0 +1,141 @@
+"""Where the fixed cost of a command goes: `voxlake annotate` with nothing to do, phase by phase.
+
+A warehouse of a few corpus files, annotated once (`levels`); then the annotate command again, which
+finds no work. The child process runs the same calls as `jobs.runner` (session, storage check, lease,
+attach, reap, annotate, ledger) with a clock between them; the whole CLI command is timed too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import write_section
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def phases(config_file: str, warehouse: str) -> list[tuple[str, float]]:
+    """Runs in a fresh process: the runner's steps, each timed (seconds since the previous mark)."""
+    t0 = time.perf_counter()
+    marks: list[tuple[str, float]] = []
+
+    def mark(name):
+        marks.append((name, time.perf_counter()))
+
+    from jobs.catalog import RUNS, TABLES
+    from jobs.config import load_config
+    from jobs.ledger import RunRecord, write_run
+    from jobs.liveness import Heartbeat, reap_dead_runs
+    from jobs.session import build_session
+    from jobs.stages import annotate as stage
+    from jobs.storage import check_storage
+    from jobs.warehouse import Warehouse
+
+    mark("Python imports (voxlake, pyspark)")
+    config = load_config(config_file=config_file, overrides={"warehouse": warehouse})
+    spark = build_session(config, app_name="voxlake-startup-bench")
+    mark("JVM start, Spark session, Delta extensions")
+    check_storage(spark, config)
+    mark("storage check")
+    wh = Warehouse(spark, config.warehouse)
+    stage.register_plugins(config)
+    record = RunRecord(job="annotate", config_hash=config.hash())
+    lease = Heartbeat(wh, record, 30, 300, 0)
+    lease.__enter__()
+    mark("warehouse lease (claim, settle)")
+    wh.attach()
+    mark("attach tables (Delta log replay, views)")
+    reap_dead_runs(wh, 300, own_run_id=record.run_id)
+    mark("reap dead runs")
+    select = stage.select_work
+
+    def timed_select(*a, **k):
+        out = select(*a, **k)
+        mark("annotate: plan the work query")
+        return out
+
+    stage.select_work = timed_select
+    outcomes = stage._record_decode_failures
+
+    def timed_outcomes(*a, **k):
+        mark("annotate: is there work? (first Spark job)")
+        out = outcomes(*a, **k)
+        mark("annotate: undecodable files to quarantine")
+        return out
+
+    stage._record_decode_failures = timed_outcomes
+    stage.run_annotate(spark, config, wh, record)
+    record.delta_versions = {s.qualified: wh.table_version(s) for s in TABLES if s != RUNS}
+    mark("table versions for the ledger")
+    write_run(wh, record)
+    mark("ledger row (ops.runs)")
+    lease.__exit__(None, None, None)
+    spark.stop()
+    mark("release, Spark stop")
+    out, prev = [], t0
+    for name, t in marks:
+        out.append((name, t - prev))
+        prev = t
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--child", nargs=2)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(phases(*args.child)))
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="voxlake-bench-startup-"))
+    try:
+        src = work / "src"
+        src.mkdir()
+        for f in sorted((CORPUS / "speech" / "en").glob("LJ001-000*.wav")):
+            shutil.copy(f, src / f.name)
+        cfg = work / "levels.yaml"
+        cfg.write_text("annotate: {annotators: [levels]}\n")
+        wh = str(work / "wh")
+        cli = [sys.executable, "-m", "jobs.cli"]
+        subprocess.run([*cli, "ingest", "--source", str(src), "--warehouse", wh], cwd=REPO, check=True,
+                       capture_output=True)
+        subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
+                       capture_output=True)
+        start = time.perf_counter()
+        subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
+                       capture_output=True)
+        command_s = time.perf_counter() - start
+        child = subprocess.run([sys.executable, "-m", "bench.startup_bench", "--child", str(cfg), wh], cwd=REPO,
+                               check=True, capture_output=True, text=True)
+        steps = json.loads(child.stdout.strip().splitlines()[-1])
+        total = sum(s for _, s in steps)
+        lines = [
+            "## Fixed cost: `voxlake annotate` with nothing to do",
+            "",
+            f"{len(list(src.iterdir()))} files already annotated; local mode. The whole command as a user runs it "
+            f"took **{command_s:.1f} s**. The same steps timed one by one in a fresh process ({total:.1f} s):",
+            "",
+            "| step | seconds | share |",
+            "| --- | ---: | ---: |",
+            *[f"| {name} | {s:.2f} | {s / total:.0%} |" for name, s in steps],
+            "",
+            "The first Spark job of a session pays for query compilation and the first Delta snapshots; "
+            "whichever step runs it first shows that cost.",
+        ]
+        body = "\n".join(lines) + "\n"
+        write_section(Path(args.out), "startup", body)
+        print(body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
