@@ -46,6 +46,9 @@ DECODE_OPTIONS = ("beam_size", "temperature", "condition_on_previous_text", "wor
                   "no_speech_threshold", "log_prob_threshold", "compression_ratio_threshold")
 
 
+MIN_SAMPLES = 400  # 25 ms at 16 kHz: one Whisper analysis window
+
+
 def as_int16_grid(x: np.ndarray) -> np.ndarray:
     """Round to 16-bit steps, as faster-whisper's own decode_audio does (FFmpeg converts to s16 there).
 
@@ -130,6 +133,8 @@ class Asr(Annotator):
             vad = item.upstream.get("vad")
             if vad and vad.get("status") == OK and vad["speech_s"] < self.params["min_speech_s"]:
                 results[k] = self.result(SKIPPED, ErrorCode.NO_SPEECH, f"VAD found {vad['speech_s']:.2f} s of speech")
+            elif len(item.samples) < MIN_SAMPLES:  # not one Whisper frame pair: nothing to transcribe
+                results[k] = self.result(SKIPPED, ErrorCode.NO_SPEECH, f"{item.duration_s * 1000:.0f} ms of audio")
             else:
                 todo.append(k)
         for k, result in zip(todo, self._transcribe([items[k] for k in todo]), strict=True):

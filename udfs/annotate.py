@@ -319,7 +319,7 @@ def make_annotate_fn(spec: AnnotateSpec):
                 before = dict(pipeline.seconds)
                 yield frame(run_group(current, decoding), before)
         finally:
-            prefetch.shutdown(wait=True, cancel_futures=True)
+            prefetch.shutdown(wait=False, cancel_futures=True)  # a hung read must not hold the task
 
     return annotate_batches
 
