@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.report import write_section
+from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -126,9 +126,7 @@ def main(argv=None) -> int:
         f"Packing is {'on' if Asr.default_params['pack_short_clips'] else 'off'} by default "
         "(`annotate.params.asr.pack_short_clips`): it is only allowed when no word moves between clips.",
     ]
-    body = "\n".join(lines) + "\n"
-    write_section(Path(args.out), "asr_packing", body)
-    print(body)
+    publish(Path(args.out), "asr_packing", lines)
     return 0
 
 

@@ -25,3 +25,10 @@ def write_section(path: Path, key: str, body: str) -> None:
     pattern = re.compile(rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def publish(path: Path, key: str, lines: list[str]) -> None:
+    """Write a section made of lines to BENCHMARKS.md (or --out) and show it on the console."""
+    body = "\n".join(lines) + "\n"
+    write_section(path, key, body)
+    print(body)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import write_section
+from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -129,9 +129,7 @@ def main(argv=None) -> int:
             "The first Spark job of a session pays for query compilation and the first Delta snapshots; "
             "whichever step runs it first shows that cost.",
         ]
-        body = "\n".join(lines) + "\n"
-        write_section(Path(args.out), "startup", body)
-        print(body)
+        publish(Path(args.out), "startup", lines)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

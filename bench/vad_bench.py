@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import write_section
+from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         theirs_s += b.sum() * FRAME_S
         worst = max(worst, abs(a.sum() - b.sum()) * FRAME_S / max(seconds, 1e-9))
     audio_s = total * FRAME_S
-    body = "\n".join([
+    publish(Path(args.out), "vad", [
         "## VAD without torch: agreement with the silero-vad package",
         "",
         f"Every corpus file ({len(files)} files, {audio_s:.0f} s: speech, multi-speaker, non-speech), the `vad` "
@@ -97,9 +97,7 @@ def main(argv=None) -> int:
         "",
         f"Frames labelled alike: **{agree / total:.2%}**; speech IoU {both / max(either, 1):.3f}; the largest "
         f"per-file difference in speech share is {worst:.1%} of the file.",
-    ]) + "\n"
-    write_section(Path(args.out), "vad", body)
-    print(body)
+    ])
     return 0
 
 
