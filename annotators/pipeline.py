@@ -38,9 +38,6 @@ class Decoded:
     files: list[tuple[AudioItem | None, dict]]
     seconds: float
 
-    def pick(self, k: int) -> Decoded:
-        return Decoded([self.files[k]], 0.0)
-
 
 @dataclass
 class FileOutput:

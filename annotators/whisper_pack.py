@@ -7,8 +7,8 @@ word goes back to the clip under its midpoint (a word in a gap goes to the neare
 
 The language of each clip must be known before packing. Whisper's language detection runs on the encoder
 output of the clip's own window, which is the cost packing saves; so the clip is detected on an encoder
-pass over its own frames only (no padding, ~1/10 of the cost). That estimate is less sure than the
-padded one on hard clips, so only clips it names with at least `min_language_prob` are packed; the
+pass over its own frames only (no padding: detection on 56 corpus clips took 3.6 s against 44.4 s
+padded, one thread). That estimate is less sure than the padded one on hard clips, so only clips it names with at least `min_language_prob` are packed; the
 others, and clips longer than `max_clip_s`, take the unpacked path with the usual detection.
 
 Per-clip segment fields that Whisper scores per window (avg_logprob, no_speech_prob, compression_ratio,
