@@ -1,4 +1,9 @@
-"""Quality: DNSMOS P.835 (`sig`, `bak`, `ovrl`) and P.808 (`p808`) MOS from the ONNX models speechmos ships.
+"""Quality: DNSMOS P.835 (`sig`, `bak`, `ovrl`), P.808 (`p808`) and PLCMOS v2 (`plcmos`) from the ONNX
+models speechmos ships.
+
+PLCMOS averages its model over `plcmos_rounds` random "rater" embeddings; speechmos draws them from the
+global numpy generator, so the same audio gets another score each run. Here they come from a fixed seed
+(one draw per worker), so a rerun gives the same score. It scores the same windows as DNSMOS.
 
 speechmos scores a 9.01 s window slid by 1 s, which is 9x the work for nearly the same mean. Here the
 windows do not overlap (the last one is aligned to the end; clips shorter than a window are tiled, as
@@ -41,18 +46,19 @@ def _windows(x: np.ndarray, coverage: float = 1.0) -> list[np.ndarray]:
 
 class Quality(Annotator):
     name = "quality"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: plcmos
     resources = Resources(cpu_threads=1, gpu=True)
     # The primary model costs ~0.24 s per 9 s window on one core: scoring every window is ~38x realtime.
     # coverage 0.3 scores evenly spaced windows over ~30 % of a long file (>= 100x); clips up to ~2
     # windows long are always scored whole. Set coverage: 1.0 for every window.
-    default_params = {"personalized": False, "coverage": 0.3}
+    default_params = {"personalized": False, "coverage": 0.3, "plcmos_rounds": 5}
     fields = [
         pa.field("sig", pa.float64()),
         pa.field("bak", pa.float64()),
         pa.field("ovrl", pa.float64()),
         pa.field("p808", pa.float64()),
         pa.field("n_windows", pa.int32()),
+        pa.field("plcmos", pa.float64()),
     ]
 
     def setup(self, device="cpu", device_index=0, threads=1):
@@ -77,18 +83,28 @@ class Quality(Annotator):
         self._primary = ort.InferenceSession(primary, opts, providers=providers)
         self._p808 = ort.InferenceSession(os.path.join(root, "dnsmos_models", "model_v8.onnx"), opts,
                                           providers=providers)
+        from speechmos.plcmos import PLCMOS
+
+        self._plc = PLCMOS.__new__(PLCMOS)  # its STFT features, with our session and seeded raters
+        self._plc_session = ort.InferenceSession(os.path.join(root, "plcmos_models", "plcmos_v2.onnx"), opts,
+                                                 providers=providers)
+        self._raters = np.random.default_rng(20230820).normal(
+            size=(self.params["plcmos_rounds"], 1, 64)).astype(np.float32)
 
     def annotate_batch(self, items: list[AudioItem]) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
-        windows, owner = [], []
+        windows, owner, plc_input = [], [], {}
         for i, item in enumerate(items):
             if item.duration_s < MIN_S:
                 results[i] = self.result("failed", ErrorCode.TOO_SHORT, f"DNSMOS needs at least {MIN_S} s")
                 continue
             x = np.clip(item.samples, -1.0, 1.0)
-            for w in _windows(x, self.params["coverage"]):
+            mine = _windows(x, self.params["coverage"])
+            for w in mine:
                 windows.append(w)
                 owner.append(i)
+            # PLCMOS reads any length: the clip itself when short (not tiled), else the scored windows
+            plc_input[i] = x if len(x) <= len(mine[0]) else np.concatenate(mine)
         if windows:
             step = self.windows_per_call
             scores = np.concatenate([self._score(np.stack(windows[k: k + step]).astype(np.float32))
@@ -97,7 +113,7 @@ class Quality(Annotator):
             for i in set(owner):
                 s = scores[owner_arr == i].mean(axis=0)
                 results[i] = self.ok(sig=float(s[0]), bak=float(s[1]), ovrl=float(s[2]), p808=float(s[3]),
-                                     n_windows=int((owner_arr == i).sum()))
+                                     plcmos=self._plcmos(plc_input[i]), n_windows=int((owner_arr == i).sum()))
         return results
 
     def _score(self, batch: np.ndarray) -> np.ndarray:
@@ -110,3 +126,11 @@ class Quality(Annotator):
         sig, bak, ovr = self._dnsmos.get_polyfit_val(raw[:, 0], raw[:, 1], raw[:, 2],
                                                      self.params["personalized"])
         return np.stack([sig, bak, ovr, p808], axis=1)
+
+    def _plcmos(self, window: np.ndarray) -> float:
+        feats = np.float32(self._plc.stft_transform(window))[np.newaxis, np.newaxis, ...]
+        try:
+            return float(np.mean([self._plc_session.run(None, {"degraded_audio": feats, "rater_embed": r})[0]
+                                  for r in self._raters]))
+        except Exception as exc:
+            raise AnnotationError(ErrorCode.MODEL_ERROR, f"PLCMOS failed: {exc}") from exc

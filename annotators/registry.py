@@ -15,6 +15,10 @@ ANNOTATORS: dict[str, str] = {
     "quality": "annotators.quality:Quality",
     "asr": "annotators.asr:Asr",
     "text": "annotators.text:Text",
+    "fingerprint": "annotators.fingerprint:Fingerprint",
+    "speakers": "annotators.speakers:Speakers",
+    "events": "annotators.events:Events",
+    "distillmos": "annotators.distillmos:DistillMos",
 }
 
 

@@ -64,6 +64,8 @@ def failure_condition(e: dict):
     col, kind = F.col(e["column"]), e["type"]
     if kind == "expect_column_values_to_not_be_null":
         return col.isNull()
+    if kind == "expect_column_values_to_be_null":
+        return col.isNotNull()
     if kind == "expect_column_values_to_be_between":
         low, high = e.get("min_value"), e.get("max_value")
         out = F.lit(False)
@@ -77,7 +79,7 @@ def failure_condition(e: dict):
     if kind == "expect_column_values_to_not_be_in_set":
         return col.isNotNull() & col.isin(list(e["value_set"]))
     raise ValueError(f"row expectation {e['name']}: type {kind} has no row condition; use one of "
-                     "not_be_null, be_between, be_in_set, not_be_in_set")
+                     "be_null, not_be_null, be_between, be_in_set, not_be_in_set")
 
 
 def with_row_failures(df, suite_spec: dict):

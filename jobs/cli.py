@@ -43,11 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="voxlake", description="Speech audio → curated, quality-checked Delta tables.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, help_text in [
-        ("run", "ingest → annotate → validate → publish, incrementally"),
+        ("run", "ingest → annotate → link → validate → publish, incrementally"),
         ("ingest", "list, probe and hash audio files into bronze.audio_files"),
     ]:
         _common(sub.add_parser(name, help=help_text), sources=True)
     _common(sub.add_parser("annotate", help="annotate bronze audio into silver.annotations"), sources=True)
+    _common(sub.add_parser("link", help="speaker clusters and duplicate groups across silver (Spark LSH)"),
+            sources=False)
     _common(sub.add_parser("publish", help="validate silver with the GX suites; publish gold, quarantine the rest"),
             sources=True)
     _common(sub.add_parser("maintain", help="table upkeep: compaction, deletion vectors on silver, vacuum"),

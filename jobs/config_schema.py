@@ -18,7 +18,8 @@ NULLABLE = {
     "quality.docs_dir": ["string", "null"],
 }
 # counts: whole numbers only (every other numeric key takes any number)
-INTEGER = {"ingest.files_per_task", "ingest.max_file_bytes", "annotate.files_per_batch", "annotate.max_attempts",
+INTEGER = {"link.hash_rows", "link.hash_bands", "link.minhash_tables", "link.max_rounds", "link.seed",
+           "ingest.files_per_task", "ingest.max_file_bytes", "annotate.files_per_batch", "annotate.max_attempts",
            "annotate.max_worker_deaths"}
 # thresholds that may be switched off with null (a range with both bounds null is not checked)
 NULL_OK_UNDER = ("publish.recipe.", "publish.critical.")

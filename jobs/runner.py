@@ -38,7 +38,7 @@ def dispatch(args, config: Config) -> int:
         return EXIT_OK
     if args.command == "export":
         return run_export_command(spark, config, warehouse, args)
-    if args.command in ("ingest", "annotate", "publish", "run", "maintain"):
+    if args.command in ("ingest", "annotate", "link", "publish", "run", "maintain"):
         return run_stages(spark, config, warehouse, job=args.command)
     raise ConfigError(f"unknown command {args.command}")
 
@@ -126,6 +126,7 @@ def _execute_stages(spark, config: Config, warehouse: Warehouse, job: str, recor
     from jobs.catalog import RUNS, TABLES
     from jobs.stages.annotate import run_annotate
     from jobs.stages.ingest import run_ingest
+    from jobs.stages.link import run_link
     from jobs.stages.maintain import run_maintain
     from jobs.stages.publish import run_publish
 
@@ -139,6 +140,9 @@ def _execute_stages(spark, config: Config, warehouse: Warehouse, job: str, recor
         if job in ("annotate", "run"):
             with record.stage("annotate"):
                 results["annotate"] = run_annotate(spark, config, warehouse, record)
+        if job in ("link", "run"):
+            with record.stage("link"):
+                results["link"] = run_link(spark, config, warehouse, record)
         exit_code = EXIT_OK
         if job in ("publish", "run"):
             with record.stage("publish"):
@@ -189,6 +193,10 @@ def print_summary(results: dict, record: RunRecord) -> None:
                          f"skipped {int(m['skipped']):>4}  {m['seconds']:8.1f} s")
         if annotate.errors_by_code:
             lines.append("    failures: " + ", ".join(f"{k}: {v}" for k, v in sorted(annotate.errors_by_code.items())))
+    link = results.get("link")
+    if link:
+        lines.append(f"  linked            {link.files} files: {link.speaker_clusters} speaker clusters of 2+, "
+                     f"{link.duplicate_groups} duplicate groups ({link.duplicates} copies not kept)")
     publish = results.get("publish")
     if publish:
         if publish.blocked:

@@ -30,6 +30,10 @@ UTTERANCE_COLUMNS = [
     ("asr_model_sha256", StringType(), True), ("recipe_hash", StringType(), False),
     ("annotated_at", TimestampType(), True), ("published_at", TimestampType(), True),
     ("publish_run_id", StringType(), True),
+    # added with the speaker, events, distillmos and fingerprint annotators and `voxlake link`
+    ("n_speakers", IntegerType(), True), ("speaker_cluster_id", StringType(), True),
+    ("music_ratio", DoubleType(), True), ("event_top", StringType(), True), ("distillmos", DoubleType(), True),
+    ("plcmos", DoubleType(), True), ("duplicate_group_id", StringType(), True),
 ]
 UTTERANCES_SCHEMA = StructType([StructField(n, t, nullable) for n, t, nullable in UTTERANCE_COLUMNS])
 

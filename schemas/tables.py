@@ -109,3 +109,17 @@ FILE_STATE = TableSpec("ops", "file_state", OPS_FILE_STATE)
 RUNS = TableSpec("ops", "runs", OPS_RUNS)
 
 ALL_TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS)
+
+SILVER_LINKS = StructType(
+    [
+        _f("audio_id", StringType(), False),
+        _f("speaker_cluster_id", StringType(), True,
+           "the smallest audio_id of the files whose voices `voxlake link` joined (null: no speaker embedding)"),
+        _f("duplicate_group_id", StringType(), True,
+           "the smallest audio_id of the recordings this one copies (itself when it copies none)"),
+        _f("duplicate_of", StringType(), True, "the copy of its group kept for gold; null for that copy itself"),
+        _f("duplicate_group_size", LongType()),
+        _f("linked_at", TimestampType()),
+    ]
+)
+LINKS = TableSpec("silver", "links", SILVER_LINKS)

@@ -15,7 +15,7 @@ from conftest import REPO
 
 FAST = {  # levels only, with a gate that accepts what levels alone can tell (the test is about the lease)
     "annotate": {"annotators": ["levels"]},
-    "publish": {"recipe": {"optional_annotators": ["vad", "snr", "bandwidth", "quality", "asr", "text"]},
+    "publish": {"recipe": {"optional_annotators": ["vad", "snr", "bandwidth", "quality", "asr", "text", "events"]},
                 "critical": {"max_rejected_share": 1.0, "min_non_null_share": 0.0, "mean_dnsmos_min": None,
                              "mean_dnsmos_max": None, "median_snr_min": None, "median_snr_max": None}},
 }

@@ -132,10 +132,12 @@ def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
     recipe = config.section("publish")["recipe"]
     good = {"duration_s": 3.0, "sample_rate": 16000, "effective_hz": 7000.0, "speech_ratio": 0.8, "snr_db": 30.0,
             "dnsmos_ovrl": 3.5, "language": "en", "language_prob": 0.99, "language_agrees": True,
-            "transcript": "hello there", "hallucination": False, "has_pii": False, "clipping_ratio": 0.0}
+            "transcript": "hello there", "hallucination": False, "has_pii": False, "clipping_ratio": 0.0,
+            "music_ratio": 0.0, "duplicate_of": None}
     schema = ("audio_id string, duration_s double, sample_rate int, effective_hz double, speech_ratio double, "
               "snr_db double, dnsmos_ovrl double, language string, language_prob double, language_agrees boolean, "
-              "transcript string, hallucination boolean, has_pii boolean, clipping_ratio double")
+              "transcript string, hallucination boolean, has_pii boolean, clipping_ratio double, music_ratio double, "
+              "duplicate_of string")
     rows = [{"audio_id": "good", **good}, {"audio_id": "no_mos", **good, "dnsmos_ovrl": None},
             {"audio_id": "no_text", **good, "hallucination": None, "has_pii": None},
             {"audio_id": "no_levels", **good, "clipping_ratio": None}]

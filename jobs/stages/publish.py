@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs import outcomes
-from jobs.catalog import FILE_STATE, SEGMENTS, SILVER, UTTERANCES
+from jobs.catalog import FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
 from jobs.config import Config
 from jobs.ledger import RunRecord
 from jobs.live import audio_view, live_files
@@ -60,8 +60,12 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
     audio = audio_view(spark, warehouse)
     s = spark.read.format("delta").load(warehouse.path(SILVER)).where("decode.status = 'ok'").drop(
         "uri", "duration_s")
-    key = F.concat_ws("|", F.lit(rhash), F.col("updated_at").cast("string"), F.col("inputs_hash"))
-    return audio.join(s, "audio_id").select(
+    links = spark.read.format("delta").load(warehouse.path(LINKS)).drop("linked_at")
+    # the links are part of the decision: a file that becomes (or stops being) a duplicate is judged again
+    key = F.concat_ws("|", F.lit(rhash), F.col("updated_at").cast("string"), F.col("inputs_hash"),
+                      F.coalesce("speaker_cluster_id", F.lit("")), F.coalesce("duplicate_group_id", F.lit("")),
+                      F.coalesce("duplicate_of", F.lit("")))
+    return audio.join(s, "audio_id").join(links, "audio_id", "left").select(
         "audio_id", "uri", "uris",
         F.col("asr.language").alias("language"),
         F.col("decode.duration_s").alias("duration_s"),
@@ -85,6 +89,10 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
         F.col("asr.model").alias("asr_model"), F.col("asr.model_sha256").alias("asr_model_sha256"),
         F.lit(rhash).alias("recipe_hash"),
         F.col("updated_at").alias("annotated_at"),
+        F.col("speakers.n_speakers").alias("n_speakers"), "speaker_cluster_id",
+        F.col("events.music_ratio").alias("music_ratio"), F.col("events.event_top").alias("event_top"),
+        F.col("distillmos.mos").alias("distillmos"), F.col("quality.plcmos").alias("plcmos"),
+        "duplicate_group_id", "duplicate_of",
         F.substring(F.sha2(key, 256), 1, 16).alias("decision_key"),
     )
 
@@ -279,12 +287,16 @@ def _record_outcomes(spark, warehouse: Warehouse, judged, run_id: str) -> None:
 
     rows = live_files(spark, warehouse).select("uri", "audio_id").join(
         judged.select("audio_id", "failed_expectations", "rejected", "recipe_hash", "annotated_at",
-                      "decision_key"), "audio_id")
+                      "decision_key", "duplicate_of"), "audio_id")
     rows = rows.select(
         "uri", "audio_id", "failed_expectations", "recipe_hash", "annotated_at", "decision_key",
         F.when(F.col("rejected") == 1, outcomes.QUARANTINED).otherwise(outcomes.CURATED).alias("status"),
         F.when(F.col("rejected") == 1, F.lit(str(ErrorCode.EXPECTATION_FAILED))).alias("error_code"),
-        F.when(F.col("rejected") == 1, F.concat(F.lit("failed: "), F.array_join("failed_expectations", ", ")))
+        F.when(F.col("rejected") == 1, F.concat(
+            F.lit("failed: "), F.array_join("failed_expectations", ", "),
+            # a quarantined copy names the file kept in its place
+            F.when(F.array_contains("failed_expectations", "near_duplicate"),
+                   F.concat(F.lit(" (kept: "), F.col("duplicate_of"), F.lit(")"))).otherwise(F.lit(""))))
         .alias("reason"),
     )
     outcomes.record(spark, warehouse, outcomes.outcome_rows(rows, run_id, stage="publish"),

