@@ -48,8 +48,8 @@ class Quality(Annotator):
     name = "quality"
     version = "1.1.0"  # 1.1: plcmos
     resources = Resources(cpu_threads=1, gpu=True)
-    # The primary model costs ~0.24 s per 9 s window on one core: scoring every window is ~38x realtime.
-    # coverage 0.3 scores evenly spaced windows over ~30 % of a long file (>= 100x); clips up to ~2
+    # Every 9 s window costs DNSMOS, P.808 and PLCMOS on one core (bench annotators gives the figure).
+    # coverage 0.3 scores evenly spaced windows over ~30 % of a long file; clips up to ~2
     # windows long are always scored whole. Set coverage: 1.0 for every window.
     default_params = {"personalized": False, "coverage": 0.3, "plcmos_rounds": 5}
     fields = [

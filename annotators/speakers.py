@@ -76,8 +76,12 @@ class Speakers(Annotator):
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
+        import warnings
+
         import torch
-        from resemblyzer import VoiceEncoder
+        with warnings.catch_warnings():  # webrtcvad, imported by resemblyzer, still imports pkg_resources
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            from resemblyzer import VoiceEncoder
 
         if device == "cpu":
             torch.set_num_threads(max(1, threads))

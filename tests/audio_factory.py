@@ -138,3 +138,19 @@ def load_16k(path) -> np.ndarray:
 
     with open(path, "rb") as f:
         return decode(f).samples
+
+
+def make_duplicates(src: Path, out: Path) -> list[str]:
+    """Copies of one recording that must land in one duplicate group: the same PCM in another container,
+    an MP3, a 22.05 kHz WAV at -3 dB and a FLAC with the first 0.5 s trimmed. Returns their names."""
+    import soundfile as sf
+    import soxr
+
+    out.mkdir(parents=True, exist_ok=True)
+    native, sr = sf.read(str(src), dtype="float32", always_2d=True)
+    mono = native.mean(axis=1)
+    sf.write(str(out / "copy_same_pcm.wav"), native, sr, subtype=sf.info(str(src)).subtype)  # same samples
+    encode_av(out / "copy.mp3", mono, sr, "libmp3lame")
+    write_wav(out / "copy_22k_minus3db.wav", soxr.resample(mono, sr, 22050) * 10 ** (-3 / 20), sr=22050)
+    sf.write(str(out / "copy_trimmed.flac"), native[int(0.5 * sr):], sr)
+    return ["copy_same_pcm.wav", "copy.mp3", "copy_22k_minus3db.wav", "copy_trimmed.flac"]

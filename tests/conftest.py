@@ -72,6 +72,9 @@ def corpus_manifest(corpus_dir):
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+DUPLICATED = "speech/en/librispeech_2412-153948-0000.flac"  # the recording copied by make_duplicates
+
+
 @pytest.fixture(scope="session")
 def corpus_warehouse(spark, tmp_path_factory):
     """The real corpus, the bad-input matrix and the bundled samples through `voxlake run`, once.
@@ -100,6 +103,11 @@ def corpus_warehouse(spark, tmp_path_factory):
         manifest = root / "corpus.jsonl"
         sources.insert(0, str(CORPUS))
         manifests.insert(0, str(manifest))
+        # copies of one corpus recording for `voxlake link` (tests/test_link.py)
+        from audio_factory import make_duplicates
+
+        make_duplicates(CORPUS / DUPLICATED, root / "duplicates")
+        sources.append(str(root / "duplicates"))
     with open(root / "corpus.jsonl", "w", encoding="utf-8") as f:
         for m in (corpus_manifest if have_corpus else []):
             entry = {"path": str(corpus_dir / m["path"]), "kind": m["kind"]}

@@ -249,3 +249,23 @@ def test_quality_coverage_samples_evenly_spaced_windows():
     assert all(len(w) == n for w in sampled)
     short = _windows(x[: 4 * QSR], 0.3)
     assert len(short) == 1 and len(short[0]) == n  # tiled, as speechmos does
+
+
+def test_fingerprint_landmarks_survive_reencoding_and_trimming(tmp_path, corpus_dir):
+    """Copies of one recording share a large part of their landmark sets; other recordings almost none."""
+    from audio_factory import load_16k, make_duplicates
+
+    from annotators.fingerprint import jaccard, landmarks, pcm_sha256
+
+    src = corpus_dir / "speech/en/jfk.flac"
+    original = load_16k(src)
+    marks = landmarks(original)
+    names = make_duplicates(src, tmp_path)
+    copies = {n: load_16k(tmp_path / n) for n in names}
+    assert pcm_sha256(copies["copy_same_pcm.wav"]) == pcm_sha256(original)
+    for name, audio in copies.items():
+        assert jaccard(marks, landmarks(audio)) >= 0.3, name
+    others = [corpus_dir / "speech/en" / n for n in ("LJ001-0001.wav", "librispeech_1995-1837-0001.wav",
+                                                     "speechbrain_example1.wav")]
+    for other in others:
+        assert jaccard(marks, landmarks(load_16k(other))) < 0.05, other.name

@@ -56,7 +56,17 @@ def speaker_edges(spark, emb, s: dict):
     from pyspark.sql import functions as F
 
     rows, bands = int(s["hash_rows"]), int(s["hash_bands"])
-    vecs = emb.select("audio_id", "embedding", array_to_vector("embedding").alias("vec"))
+    # Voice embeddings share a large common component (they are non-negative), which projections cannot
+    # separate: hash them minus the archive's mean embedding, renormalised (256 means reach the driver)
+    means = (emb.select(F.posexplode("embedding").alias("i", "v")).groupBy("i").agg(F.avg("v").alias("m"))
+             .orderBy("i").collect())
+    if not means:  # no embeddings at all (LSH cannot be fitted on nothing)
+        return spark.createDataFrame([], "a string, b string")
+    centre = F.array(*[F.lit(float(r["m"])) for r in means])
+    centred = F.zip_with("embedding", centre, lambda x, m: x - m)
+    norm = F.sqrt(F.aggregate(F.transform(centred, lambda x: x * x), F.lit(0.0), lambda acc, v: acc + v))
+    vecs = emb.select("audio_id", array_to_vector(F.transform(centred, lambda x: x / F.greatest(norm, F.lit(1e-9))))
+                      .alias("vec"))
     lsh = BucketedRandomProjectionLSH(inputCol="vec", outputCol="hashes", bucketLength=float(s["bucket_length"]),
                                       numHashTables=rows * bands, seed=int(s["seed"]))
     hashed = lsh.fit(vecs).transform(vecs)
@@ -76,7 +86,7 @@ def speaker_edges(spark, emb, s: dict):
             .where(dot >= float(s["speaker_similarity_min"])).select("a", "b"))
 
 
-def duplicate_edges(spark, fp, s: dict):
+def duplicate_edges(spark, fp, s: dict, materialise):
     """(a, b) pairs, a < b: identical 16 kHz PCM, or landmark sets with Jaccard >= duplicate_similarity_min."""
     from pyspark.ml.feature import HashingTF, MinHashLSH
     from pyspark.sql import functions as F
@@ -86,7 +96,10 @@ def duplicate_edges(spark, fp, s: dict):
     # landmark ids are already hashes in [0, 2^24): HashingTF only turns each set into a sparse vector
     with_marks = fp.where(F.size("landmarks") > 0).select(
         "audio_id", F.transform("landmarks", lambda v: v.cast("string")).alias("marks"))
-    vecs = HashingTF(inputCol="marks", outputCol="vec", numFeatures=LANDMARK_SPACE, binary=True).transform(with_marks)
+    vecs = materialise(HashingTF(inputCol="marks", outputCol="vec", numFeatures=LANDMARK_SPACE, binary=True)
+                       .transform(with_marks).select("audio_id", "vec"), "link_marks")
+    if vecs.isEmpty():
+        return exact.distinct()
     model = MinHashLSH(inputCol="vec", outputCol="hashes", numHashTables=int(s["minhash_tables"]),
                        seed=int(s["seed"])).fit(vecs)
     near = (model.approxSimilarityJoin(vecs, vecs, 1.0 - float(s["duplicate_similarity_min"]), distCol="d")
@@ -132,16 +145,28 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
     s = config.section("link")
     live = audio_view(spark, warehouse).select("audio_id")
     silver = spark.read.format("delta").load(warehouse.path(SILVER)).join(live, "audio_id", "left_semi")
-    files = silver.select("audio_id", F.col("quality.ovrl").alias("ovrl"), F.col("decode.duration_s").alias("dur"))
-    emb = silver.where("speakers.status = 'ok'").select("audio_id", F.col("speakers.embedding").alias("embedding"))
+    files = silver.where("decode.status = 'ok'").select("audio_id", F.col("quality.ovrl").alias("ovrl"),
+                                                        F.col("decode.duration_s").alias("dur"))
+    emb = silver.where("speakers.status = 'ok' AND speakers.embedding IS NOT NULL").select(
+        "audio_id", F.col("speakers.embedding").alias("embedding"))
     fp = silver.where("fingerprint.status = 'ok'").select(
         "audio_id", F.col("fingerprint.pcm_sha256").alias("pcm_sha256"), F.col("fingerprint.landmarks").alias("landmarks"))
     result = LinkResult(files=files.count())
     staged: list[str] = []
     cached = []
     try:
+        def materialise(df, name: str):
+            """Write `df` to staging and read it back. The LSH models' functions fail on a null or
+            empty vector, and Spark may evaluate them before a filter that removes such rows when both
+            end up in one predicate: what they read is filtered in a plan of its own."""
+            path = warehouse.staging(name, record.run_id)
+            staged.append(path)
+            df.write.mode("overwrite").parquet(path)
+            return spark.read.parquet(path)
+
+        emb, fp = materialise(emb, "link_emb"), materialise(fp, "link_fp")
         sp_edges = speaker_edges(spark, emb, s).cache()
-        dup_edges = duplicate_edges(spark, fp, s).cache()
+        dup_edges = duplicate_edges(spark, fp, s, materialise).cache()
         cached += [sp_edges, dup_edges]
         result.speaker_edges, result.duplicate_edges = sp_edges.count(), dup_edges.count()
         sp, r1, p1 = components(spark, sp_edges, warehouse, "speaker", record.run_id, int(s["max_rounds"]))
