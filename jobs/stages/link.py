@@ -7,7 +7,9 @@
    candidate pair whose cosine similarity reaches `link.speaker_similarity_min` is an edge. The banding
    (`hash_rows` projections ANDed per band, `hash_bands` bands ORed) is added here because Spark's own
    approxSimilarityJoin ORs single projections: in 256 dimensions one projection separates voices so
-   weakly that most pairs of an archive would be compared (bench `link` counts the candidates).
+   weakly that most pairs of an archive would be compared. The defaults (16 x 32, bucket 0.25) were
+   chosen on synthetic archives (bench `link`): fewer candidates, at the cost of finding part of the
+   same-speaker pairs; connected components still join a speaker's files through the pairs found.
 2. Duplicates. Files whose 16 kHz PCM is identical (`fingerprint.pcm_sha256`) are joined to the first
    of them; files whose landmark sets (`fingerprint.landmarks`) have a Jaccard similarity of at least
    `link.duplicate_similarity_min` are edges, found with Spark ML's MinHashLSH (approxSimilarityJoin).
@@ -19,14 +21,18 @@
 
 Commit: one MERGE into silver.links that touches only rows whose values changed (and deletes the rows of
 audio no longer live), so a rerun over the same silver changes nothing. Nothing is collected: the only
-values the driver sees are counts.
+values the driver sees are counts (and the 256 means of the embeddings, inside StandardScaler).
+When neither bronze nor silver has a new version since the last link with the same `link` settings
+(`<warehouse>/_link_state.json`), the stage does nothing: a nightly run with no new audio skips it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 
-from jobs.catalog import LINKS, SILVER
+from jobs.catalog import BRONZE, LINKS, SILVER
 from jobs.config import Config
 from jobs.ledger import RunRecord
 from jobs.live import audio_view
@@ -47,26 +53,41 @@ class LinkResult:
     duplicates: int = 0  # files with a duplicate_of (not kept)
     changed: int = 0  # silver.links rows written or deleted
     rounds: int = 0
+    skipped: bool = False  # nothing changed since the last link
+
+
+def _state(warehouse: Warehouse, settings: dict) -> str:
+    """What the links were computed from: bronze's and silver's versions and the link settings."""
+    blob = json.dumps({"bronze": warehouse.table_version(BRONZE), "silver": warehouse.table_version(SILVER),
+                       "links": warehouse.table_version(LINKS), "settings": settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _state_path(warehouse: Warehouse) -> str:
+    return f"{warehouse.root}/_link_state.json"
+
+
+def _unchanged(warehouse: Warehouse, state: str) -> bool:
+    try:
+        return json.loads(warehouse.read_text(_state_path(warehouse))).get("state") == state
+    except Exception:  # no state yet, or unreadable: link
+        return False
 
 
 def speaker_edges(spark, emb, s: dict):
     """(a, b) pairs, a < b, of files whose embeddings have cosine similarity >= speaker_similarity_min."""
-    from pyspark.ml.feature import BucketedRandomProjectionLSH
+    from pyspark.ml.feature import BucketedRandomProjectionLSH, Normalizer, StandardScaler
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
 
+    if emb.isEmpty():  # nothing to hash (an LSH model cannot be fitted on no rows)
+        return spark.createDataFrame([], "a string, b string")
     rows, bands = int(s["hash_rows"]), int(s["hash_bands"])
     # Voice embeddings share a large common component (they are non-negative), which projections cannot
-    # separate: hash them minus the archive's mean embedding, renormalised (256 means reach the driver)
-    means = (emb.select(F.posexplode("embedding").alias("i", "v")).groupBy("i").agg(F.avg("v").alias("m"))
-             .orderBy("i").collect())
-    if not means:  # no embeddings at all (LSH cannot be fitted on nothing)
-        return spark.createDataFrame([], "a string, b string")
-    centre = F.array(*[F.lit(float(r["m"])) for r in means])
-    centred = F.zip_with("embedding", centre, lambda x, m: x - m)
-    norm = F.sqrt(F.aggregate(F.transform(centred, lambda x: x * x), F.lit(0.0), lambda acc, v: acc + v))
-    vecs = emb.select("audio_id", array_to_vector(F.transform(centred, lambda x: x / F.greatest(norm, F.lit(1e-9))))
-                      .alias("vec"))
+    # separate: they are hashed minus the archive's mean embedding (StandardScaler), renormalised
+    raw = emb.select("audio_id", array_to_vector("embedding").alias("raw"))
+    centred = StandardScaler(inputCol="raw", outputCol="centred", withMean=True, withStd=False).fit(raw).transform(raw)
+    vecs = Normalizer(inputCol="centred", outputCol="vec").transform(centred).select("audio_id", "vec")
     lsh = BucketedRandomProjectionLSH(inputCol="vec", outputCol="hashes", bucketLength=float(s["bucket_length"]),
                                       numHashTables=rows * bands, seed=int(s["seed"]))
     hashed = lsh.fit(vecs).transform(vecs)
@@ -143,6 +164,9 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
     from pyspark.sql import functions as F
 
     s = config.section("link")
+    if _unchanged(warehouse, _state(warehouse, s)):
+        log.info("link: bronze and silver unchanged since the last link: nothing to do")
+        return LinkResult(skipped=True)
     live = audio_view(spark, warehouse).select("audio_id")
     silver = spark.read.format("delta").load(warehouse.path(SILVER)).join(live, "audio_id", "left_semi")
     files = silver.where("decode.status = 'ok'").select("audio_id", F.col("quality.ovrl").alias("ovrl"),
@@ -214,6 +238,7 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
             warehouse.remove(path)
         for df in cached:
             df.unpersist()
+    warehouse.write_text(_state_path(warehouse), json.dumps({"state": _state(warehouse, s), "run_id": record.run_id}))
     log.info("link: %d files, %d speaker clusters of 2+, %d duplicate groups (%d copies not kept), %d rows changed",
              result.files, result.speaker_clusters, result.duplicate_groups, result.duplicates, result.changed)
     return result
