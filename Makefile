@@ -70,6 +70,8 @@ lint: $(STAMP)
 bench: setup
 	$(BIN)/python -m bench.pii_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.annotators_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.speakers_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.link_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.ingest_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.annotate_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.asr_packing_bench --out BENCHMARKS.md

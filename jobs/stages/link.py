@@ -221,7 +221,8 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
             F.countDistinct(F.when(F.col("duplicate_group_size") > 1, F.col("duplicate_group_id"))).alias("groups"),
             F.count(F.col("duplicate_of")).alias("dups")).first()
         result.duplicate_groups, result.duplicates = int(stats["groups"]), int(stats["dups"])
-        result.speaker_clusters = links.groupBy("speaker_cluster_id").count().where("count > 1").count()
+        result.speaker_clusters = (links.where(F.col("speaker_cluster_id").isNotNull()).groupBy("speaker_cluster_id")
+                                   .count().where("count > 1").count())
         cols = ["speaker_cluster_id", "duplicate_group_id", "duplicate_of", "duplicate_group_size"]
         target = DeltaTable.forPath(spark, warehouse.path(LINKS))
         same = " AND ".join(f"t.{c} <=> s.{c}" for c in cols)
