@@ -1,7 +1,7 @@
 """`voxlake link` at archive scale: synthetic speaker embeddings and fingerprints for 10k and 100k files.
 
-The rows are generated inside Spark (hash-seeded Gaussians, so nothing of size N passes through the
-driver), written into a fresh warehouse's bronze and silver tables, and the real link stage runs on them.
+The rows are generated on the executors (mapInPandas, numpy generators seeded per speaker and per
+file, so nothing of size N passes through the driver), written into a fresh warehouse's bronze and silver tables, and the real link stage runs on them.
 Speakers: `per_speaker` files share a non-negative random centre (voice embeddings are non-negative)
 plus per-file noise, which puts two files of one speaker at cosine ~0.9 and two speakers at ~0.57.
 Duplicates: every 100th file gets a copy sharing 2/3 of its 300 landmarks (Jaccard 0.5).
@@ -13,7 +13,6 @@ driver's RSS and the JVM heap in use after a GC (local mode: the JVM also holds 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -26,11 +25,23 @@ DIM = 256
 LANDMARKS = 300
 
 
-def _gauss(F, *keys):
-    """A standard normal value from a hash of `keys` (Box-Muller)."""
-    u1 = (F.pmod(F.xxhash64(*keys, F.lit(1)), F.lit(2**31)) + 1) / F.lit(2**31 + 1)
-    u2 = F.pmod(F.xxhash64(*keys, F.lit(2)), F.lit(2**31)) / F.lit(2**31)
-    return F.sqrt(-2 * F.log(u1)) * F.cos(2 * math.pi * u2)
+def _generate(batches, per_speaker: int, noise: float):
+    """mapInPandas: ids -> (audio_id, id, embedding, landmarks), seeded per speaker and per file, so a
+    file's rows do not depend on how the ids were split into partitions."""
+    import numpy as np
+    import pandas as pd
+
+    for batch in batches:
+        out = {"audio_id": [], "id": [], "embedding": [], "landmarks": []}
+        for i in batch["id"].tolist():
+            centre = np.abs(np.random.default_rng([7, i // per_speaker]).standard_normal(DIM))
+            own = np.random.default_rng([11, i])
+            v = centre + noise * own.standard_normal(DIM)
+            out["audio_id"].append(f"a{i:08d}")
+            out["id"].append(i)
+            out["embedding"].append((v / np.linalg.norm(v)).astype(np.float32))
+            out["landmarks"].append(own.integers(0, 1 << 24, LANDMARKS))
+        yield pd.DataFrame(out)
 
 
 def full_struct(F, dtype, **values):
@@ -46,17 +57,12 @@ def make_archive(spark, wh, n: int, per_speaker: int, noise: float) -> None:
     from schemas.tables import BRONZE
 
     silver_types = {f.name: f.dataType for f in SILVER.schema.fields}
-    base = spark.range(n).withColumn("spk", (F.col("id") / per_speaker).cast("long"))
-    dims = F.sequence(F.lit(0), F.lit(DIM - 1))
-    raw = F.transform(dims, lambda i: F.abs(_gauss(F, F.col("spk"), i)) + noise * _gauss(F, F.col("id"), i, F.lit(7)))
-    norm = F.sqrt(F.aggregate(F.transform(raw, lambda x: x * x), F.lit(0.0), lambda a, v: a + v))
-    marks = F.transform(F.sequence(F.lit(1), F.lit(LANDMARKS)), lambda j: F.pmod(F.xxhash64(F.col("id"), j), F.lit(1 << 24)))
-    files = base.select(
-        F.format_string("a%08d", "id").alias("audio_id"), "id", "spk",
-        F.transform(raw, lambda x: (x / norm).cast("float")).alias("embedding"), marks.alias("landmarks"))
+    files = spark.range(n).mapInPandas(
+        lambda it: _generate(it, per_speaker, noise),
+        "audio_id string, id long, embedding array<float>, landmarks array<long>")
     # every 100th file has a copy: 200 of its landmarks and 100 of its own
     copies = files.where(F.col("id") % 100 == 0).select(
-        F.format_string("c%08d", "id").alias("audio_id"), "id", "spk", "embedding",
+        F.format_string("c%08d", "id").alias("audio_id"), "id", "embedding",
         F.concat(F.slice("landmarks", 1, 200),
                  F.transform(F.sequence(F.lit(1), F.lit(100)),
                              lambda j: F.pmod(F.xxhash64(F.col("id"), j, F.lit(99)), F.lit(1 << 24)))).alias("landmarks"))
@@ -137,7 +143,7 @@ def main(argv=None) -> int:
     lines = [
         "## link: speaker clusters and duplicate groups at archive scale",
         "",
-        f"Synthetic silver rows generated in Spark: speakers of {args.per_speaker} files each (256-d non-negative "
+        f"Synthetic silver rows generated on the executors (numpy, seeded per speaker and file): speakers of {args.per_speaker} files each (256-d non-negative "
         f"embeddings, per-file noise {args.noise}), every 100th file copied with 2/3 of its {LANDMARKS} landmarks. "
         "The real `link` stage (LSH, connected components, one MERGE into silver.links) on a fresh warehouse, "
         "local mode, default `link` settings.",

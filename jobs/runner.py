@@ -195,7 +195,7 @@ def print_summary(results: dict, record: RunRecord) -> None:
             lines.append("    failures: " + ", ".join(f"{k}: {v}" for k, v in sorted(annotate.errors_by_code.items())))
     link = results.get("link")
     if link and link.skipped:
-        lines.append("  linked            nothing changed since the last link")
+        lines.append(f"  linked            skipped: {link.skipped}")
     elif link:
         lines.append(f"  linked            {link.files} files: {link.speaker_clusters} speaker clusters of 2+, "
                      f"{link.duplicate_groups} duplicate groups ({link.duplicates} copies not kept)")

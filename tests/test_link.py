@@ -88,7 +88,8 @@ def test_gold_has_the_new_columns_and_link_reruns_change_nothing(spark, corpus_w
     version = wh.table_version(LINKS)
     config = corpus_warehouse["config"]
     # nothing new since the run's link: skipped without reading silver
-    assert run_link(spark, config, wh, RunRecord(job="link", config_hash="test")).skipped
+    assert run_link(spark, config, wh, RunRecord(job="link", config_hash="test")).skipped == \
+        "nothing changed since the last link"
     # recomputed from scratch (state file gone): same links, so no commit
     wh.remove(f"{wh.root}/_link_state.json")
     again = run_link(spark, config, wh, RunRecord(job="link", config_hash="test"))

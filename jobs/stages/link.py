@@ -53,7 +53,7 @@ class LinkResult:
     duplicates: int = 0  # files with a duplicate_of (not kept)
     changed: int = 0  # silver.links rows written or deleted
     rounds: int = 0
-    skipped: bool = False  # nothing changed since the last link
+    skipped: str | None = None  # why the stage did nothing
 
 
 def _state(warehouse: Warehouse, settings: dict) -> str:
@@ -164,9 +164,17 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
     from pyspark.sql import functions as F
 
     s = config.section("link")
+    names = set(config.section("annotate").get("annotators") or [])
+    if not names & {"speakers", "fingerprint"}:
+        # nothing to link with: links from an earlier configuration would be stale, so they go
+        links = DeltaTable.forPath(spark, warehouse.path(LINKS))
+        if not links.toDF().isEmpty():
+            links.delete()
+        log.info("link: neither `speakers` nor `fingerprint` is in annotate.annotators: nothing to link")
+        return LinkResult(skipped="no speakers or fingerprint annotator configured")
     if _unchanged(warehouse, _state(warehouse, s)):
         log.info("link: bronze and silver unchanged since the last link: nothing to do")
-        return LinkResult(skipped=True)
+        return LinkResult(skipped="nothing changed since the last link")
     live = audio_view(spark, warehouse).select("audio_id")
     silver = spark.read.format("delta").load(warehouse.path(SILVER)).join(live, "audio_id", "left_semi")
     files = silver.where("decode.status = 'ok'").select("audio_id", F.col("quality.ovrl").alias("ovrl"),
