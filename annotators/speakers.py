@@ -9,7 +9,7 @@ distance, scikit-learn) with `threshold` as the distance at which clusters stop 
 holding less than `min_speaker_share` of the speech windows is merged into its nearest large one (a
 cough or a laugh is not a speaker). `n_speakers` counts the clusters left; `turns` are the runs of
 consecutive windows with one label. There is no overlap detection: two voices at once go to one of them.
-The threshold was tuned on the corpus's multi-speaker recordings (bench `speaker`).
+The threshold was tuned on the corpus's multi-speaker recordings (bench `speakers`).
 """
 from __future__ import annotations
 

@@ -139,14 +139,19 @@ def main(argv=None) -> int:
     ap.add_argument("--per-speaker", type=int, default=5)
     ap.add_argument("--noise", type=float, default=0.33)
     args = ap.parse_args(argv)
+    import os
+
+    load_before = os.getloadavg()[0]
     runs = [measure(int(n), args.per_speaker, args.noise) for n in args.sizes.split(",")]
+    load_after = os.getloadavg()[0]
     lines = [
         "## link: speaker clusters and duplicate groups at archive scale",
         "",
         f"Synthetic silver rows generated on the executors (numpy, seeded per speaker and file): speakers of {args.per_speaker} files each (256-d non-negative "
         f"embeddings, per-file noise {args.noise}), every 100th file copied with 2/3 of its {LANDMARKS} landmarks. "
         "The real `link` stage (LSH, connected components, one MERGE into silver.links) on a fresh warehouse, "
-        "local mode, default `link` settings.",
+        f"local mode, default `link` settings. 1-minute load average at the start {load_before:.1f}, "
+        f"at the end {load_after:.1f} (on {os.cpu_count()} cores).",
         "",
         "| files | link wall s | speaker edges | speakers kept in one cluster | clusters mixing speakers | "
         "duplicates found / made | components rounds | Python driver RSS before → after (MiB) | "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import CORPUS, DUPLICATED, quarantine_rows
 
+from jobs.catalog import SILVER
 from schemas.gold import UTTERANCES
 from schemas.tables import BRONZE, LINKS
 
@@ -16,7 +17,8 @@ def by_file(spark, corpus_warehouse):
     """file name -> bronze row joined with its silver annotations and links (one row per URI)."""
     wh = corpus_warehouse["warehouse"]
     bronze = spark.read.format("delta").load(wh.path(BRONZE)).where("error_code IS NULL").select("uri", "audio_id")
-    silver = spark.sql("SELECT audio_id, speakers, events, distillmos, fingerprint FROM silver.annotations")
+    silver = spark.read.format("delta").load(wh.path(SILVER)).select(
+        "audio_id", "speakers", "events", "distillmos", "fingerprint")
     links = spark.read.format("delta").load(wh.path(LINKS))
     rows = bronze.join(silver, "audio_id").join(links, "audio_id", "left").collect()
     return {r["uri"].rsplit("/", 1)[1]: r.asDict(recursive=True) for r in rows}
