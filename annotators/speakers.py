@@ -100,7 +100,8 @@ class Speakers(Annotator):
         if len(starts) == 0 or starts[-1] + win < len(x) - step // 2:
             starts = np.append(starts, len(x) - win)
         mask = speech_mask(len(x), SR, segments)
-        speech_share = np.array([mask[s: s + win].mean() for s in starts])
+        speech_in = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])  # speech samples before each index
+        speech_share = (speech_in[starts + win] - speech_in[starts]) / win
         starts = starts[speech_share >= self.params["min_speech_window"]]
         if len(starts) == 0:
             return np.zeros((0, 256), np.float32), np.zeros(0), step / SR

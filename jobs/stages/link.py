@@ -32,6 +32,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from annotators.fingerprint import HASH_SPACE  # the landmarks' value range, as the annotator wrote them
 from jobs.catalog import BRONZE, LINKS, SILVER
 from jobs.config import Config
 from jobs.ledger import RunRecord
@@ -40,7 +41,6 @@ from jobs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-LANDMARK_SPACE = 1 << 24  # annotators.fingerprint.HASH_SPACE (not imported: jobs read silver, not models)
 
 
 @dataclass
@@ -117,7 +117,7 @@ def duplicate_edges(spark, fp, s: dict, materialise):
     # landmark ids are already hashes in [0, 2^24): HashingTF only turns each set into a sparse vector
     with_marks = fp.where(F.size("landmarks") > 0).select(
         "audio_id", F.transform("landmarks", lambda v: v.cast("string")).alias("marks"))
-    vecs = materialise(HashingTF(inputCol="marks", outputCol="vec", numFeatures=LANDMARK_SPACE, binary=True)
+    vecs = materialise(HashingTF(inputCol="marks", outputCol="vec", numFeatures=HASH_SPACE, binary=True)
                        .transform(with_marks).select("audio_id", "vec"), "link_marks")
     if vecs.isEmpty():
         return exact.distinct()
@@ -136,7 +136,7 @@ def components(spark, edges, warehouse: Warehouse, tag: str, run_id: str, max_ro
 
     both = edges.select(F.col("a").alias("src"), F.col("b").alias("dst")).unionByName(
         edges.select(F.col("b").alias("src"), F.col("a").alias("dst")))
-    labels = both.groupBy("src").agg(F.least(F.min("dst"), F.first("src")).alias("label")) \
+    labels = both.groupBy("src").agg(F.least(F.min("dst"), F.col("src")).alias("label")) \
         .withColumnRenamed("src", "audio_id")
     paths = [warehouse.staging(f"link_{tag}_{i}", run_id) for i in (0, 1)]
     labels.write.mode("overwrite").parquet(paths[0])
