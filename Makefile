@@ -62,7 +62,7 @@ run: setup
 	$(BIN)/voxlake run --manifest samples/manifest.jsonl --source samples/audio --warehouse $(WAREHOUSE)
 
 test: setup setup-s3 setup-airflow
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=20 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

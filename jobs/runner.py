@@ -189,7 +189,7 @@ def print_summary(results: dict, record: RunRecord) -> None:
                      + (f"; stopped at the cap with {annotate.candidates - annotate.annotated} left"
                         if annotate.stopped_by_cap else ""))
         for name, m in annotate.by_annotator.items():
-            lines.append(f"    {name:<10} ok {int(m['ok']):>5}  failed {int(m['failed']):>4}  "
+            lines.append(f"    {name:<11} ok {int(m['ok']):>5}  failed {int(m['failed']):>4}  "
                          f"skipped {int(m['skipped']):>4}  {m['seconds']:8.1f} s")
         if annotate.errors_by_code:
             lines.append("    failures: " + ", ".join(f"{k}: {v}" for k, v in sorted(annotate.errors_by_code.items())))

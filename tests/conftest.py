@@ -72,6 +72,12 @@ def corpus_manifest(corpus_dir):
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+# For end-to-end tests that are not about speakers, scenes or the second MOS opinion: the default list
+# without the three annotators that load torch models (a worker's start-up and most of its memory);
+# `fingerprint` stays, so link still runs. Events not run: its companion expectation is made optional.
+LEAN_ANNOTATE = {"annotators": ["levels", "vad", "snr", "bandwidth", "pitch", "quality", "fingerprint", "asr", "text"]}
+LEAN_RECIPE = {"optional_annotators": ["events"]}
+
 DUPLICATED = "speech/en/librispeech_2412-153948-0000.flac"  # the recording copied by make_duplicates
 
 

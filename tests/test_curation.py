@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import quarantine_rows
+from conftest import LEAN_ANNOTATE, LEAN_RECIPE, quarantine_rows
 
 from jobs.catalog import SILVER
 from jobs.config import load_config
@@ -84,8 +84,8 @@ def world(spark, corpus_dir, tmp_path_factory):
             f.write(json.dumps({"path": f"audio/{name}", "text": text[LJ.format(k)]}) + "\n")
     config = load_config(
         overrides={"warehouse": str(root / "wh"),
-                   "annotate": {"files_per_batch": 2, "params": {"asr": {"model": "tiny.en"}}},
-                   "publish": {"critical": {"max_rejected_share": 1.0}}},
+                   "annotate": {**LEAN_ANNOTATE, "files_per_batch": 2, "params": {"asr": {"model": "tiny.en"}}},
+                   "publish": {"critical": {"max_rejected_share": 1.0}, "recipe": LEAN_RECIPE}},
         sources=[str(src)], manifests=[str(manifest)],
     )
     from jobs.warehouse import Warehouse

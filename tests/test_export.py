@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import LEAN_ANNOTATE, LEAN_RECIPE, REPO
 
 from jobs.catalog import SEGMENTS, UTTERANCES
 from jobs.stages.export import ExportRequest, run_export
@@ -39,7 +39,8 @@ def exported(spark, tmp_path_factory):
 
     wh = Warehouse(spark, str(root / "wh"))
     add(FIRST)
-    config = load_config(overrides={"warehouse": str(root / "wh")}, sources=[str(src / "audio")],
+    config = load_config(overrides={"warehouse": str(root / "wh"), "annotate": LEAN_ANNOTATE,
+                                    "publish": {"recipe": LEAN_RECIPE}}, sources=[str(src / "audio")],
                          manifests=[str(src / "manifest.jsonl")])
     execute(spark, config, wh, "run")
     from delta.tables import DeltaTable

@@ -201,8 +201,11 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
         dup_edges = duplicate_edges(spark, fp, s, materialise).cache()
         cached += [sp_edges, dup_edges]
         result.speaker_edges, result.duplicate_edges = sp_edges.count(), dup_edges.count()
-        sp, r1, p1 = components(spark, sp_edges, warehouse, "speaker", record.run_id, int(s["max_rounds"]))
-        dup, r2, p2 = components(spark, dup_edges, warehouse, "dup", record.run_id, int(s["max_rounds"]))
+        none = spark.createDataFrame([], "audio_id string, label string")
+        sp, r1, p1 = components(spark, sp_edges, warehouse, "speaker", record.run_id, int(s["max_rounds"])) \
+            if result.speaker_edges else (none, 0, [])
+        dup, r2, p2 = components(spark, dup_edges, warehouse, "dup", record.run_id, int(s["max_rounds"])) \
+            if result.duplicate_edges else (none, 0, [])
         staged += p1 + p2
         result.rounds = r1 + r2
         speaker_ids = emb.select("audio_id").join(sp.withColumnRenamed("label", "cluster"), "audio_id", "left") \
