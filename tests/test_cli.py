@@ -40,6 +40,7 @@ def test_ingest_then_sql_in_another_process(tmp_path):
 def test_usage_errors_exit_2(tmp_path):
     no_source = run("ingest", "--warehouse", str(tmp_path / "wh"), check=False)
     assert no_source.returncode == 2 and "nothing to ingest" in no_source.stderr
+    assert not (tmp_path / "wh").exists(), "a usage error is found before Spark starts or a table is made"
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("warehouse: [unclosed\n")
     res = run("ingest", "--source", "samples/audio", "--config", str(bad_config), check=False)
