@@ -31,6 +31,7 @@ F_MIN, F_MAX = 250.0, 3800.0
 NEIGHBOURHOOD = (15, 15)  # frames x bins: a peak is the largest value around it
 DYNAMIC_RANGE_DB = 50.0  # peaks quieter than the loudest one by more than this are ignored
 MAX_DT = 40  # frames (0.64 s) between the two peaks of a pair
+PIECE_FRAMES = 4096  # frames (65 s) per piece of spectrogram and peak search
 HASH_SPACE = 1 << 24  # landmarks are indices of a sparse vector of this size (MinHashLSH's input)
 
 
@@ -40,16 +41,39 @@ def pcm_sha256(samples: np.ndarray) -> str:
     return hashlib.sha256(pcm.tobytes()).hexdigest()
 
 
+def _log_band_spectrogram(x: np.ndarray) -> np.ndarray:
+    """(frames, bins) dB magnitudes between F_MIN and F_MAX, computed PIECE_FRAMES frames at a time: the
+    windowed frames and full complex spectrum of an hour take over 2 GB, the band's dB values 0.2 GB.
+    Each frame's FFT is its own, so the pieces give the values of one pass."""
+    n = 1 + (len(x) - N_FFT) // HOP
+    window = np.hanning(N_FFT).astype(np.float32)
+    lo, hi = int(F_MIN * N_FFT / SR), int(F_MAX * N_FFT / SR)
+    out = None
+    for a in range(0, n, PIECE_FRAMES):
+        b = min(n, a + PIECE_FRAMES)
+        frames = np.lib.stride_tricks.as_strided(x[a * HOP:], (b - a, N_FFT), (x.strides[0] * HOP, x.strides[0]))
+        band = 20 * np.log10(np.abs(np.fft.rfft(frames * window, axis=1))[:, lo:hi] + 1e-9)
+        if out is None:
+            out = np.empty((n, hi - lo), band.dtype)
+        out[a:b] = band
+    return out
+
+
 def _peaks(x: np.ndarray, peaks_per_s: float) -> tuple[np.ndarray, np.ndarray]:
     from scipy.ndimage import maximum_filter
 
-    n = 1 + (len(x) - N_FFT) // HOP
-    frames = np.lib.stride_tricks.as_strided(x, (n, N_FFT), (x.strides[0] * HOP, x.strides[0]))
-    spec = np.abs(np.fft.rfft(frames * np.hanning(N_FFT).astype(np.float32), axis=1))
-    lo, hi = int(F_MIN * N_FFT / SR), int(F_MAX * N_FFT / SR)
-    logspec = 20 * np.log10(spec[:, lo:hi] + 1e-9)
-    local_max = maximum_filter(logspec, size=NEIGHBOURHOOD, mode="constant", cval=-np.inf)
-    t, f = np.nonzero((logspec == local_max) & (logspec > logspec.max() - DYNAMIC_RANGE_DB))
+    logspec = _log_band_spectrogram(x)
+    n, floor = len(logspec), logspec.max() - DYNAMIC_RANGE_DB
+    reach = NEIGHBOURHOOD[0] // 2  # frames on each side that decide whether a value is a local maximum
+    found = []
+    for a in range(0, n, PIECE_FRAMES):  # the filter's working arrays for a piece, not for the whole file
+        b = min(n, a + PIECE_FRAMES)
+        lo, hi = max(0, a - reach), min(n, b + reach)
+        local_max = maximum_filter(logspec[lo:hi], size=NEIGHBOURHOOD, mode="constant", cval=-np.inf)[a - lo: b - lo]
+        piece = logspec[a:b]
+        t, f = np.nonzero((piece == local_max) & (piece > floor))
+        found.append((t + a, f))
+    t, f = np.concatenate([p[0] for p in found]), np.concatenate([p[1] for p in found])
     keep = int(peaks_per_s * len(x) / SR) + 1
     if len(t) > keep:  # the strongest peaks survive coding noise best
         idx = np.sort(np.argsort(-logspec[t, f], kind="stable")[:keep])

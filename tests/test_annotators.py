@@ -306,3 +306,14 @@ def test_events_long_files_in_pieces_give_the_same_logits(monkeypatch, corpus_di
     pieces = ann.patch_logits(x)
     assert len(whole) == events.n_patches(len(x)) > 3 * 4
     np.testing.assert_array_equal(pieces, whole)
+
+
+def test_fingerprint_in_pieces_equals_one_pass(monkeypatch, corpus_dir):
+    """Spectrogram and peak search done a few frames at a time give the landmarks of one pass."""
+    import annotators.fingerprint as fingerprint
+
+    x = load_16k(corpus_dir / "speech/en/jfk.flac")
+    whole = fingerprint.landmarks(x)
+    monkeypatch.setattr(fingerprint, "PIECE_FRAMES", 7)
+    assert len(whole) > 1000
+    np.testing.assert_array_equal(fingerprint.landmarks(x), whole)
