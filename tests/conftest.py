@@ -72,10 +72,17 @@ def corpus_manifest(corpus_dir):
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-# For end-to-end tests that are not about speakers, scenes or the second MOS opinion: the default list
-# without the three annotators that load torch models (a worker's start-up and most of its memory);
+def _default_annotators() -> list[str]:
+    from jobs.config import load_config
+
+    return list(load_config(overrides={"warehouse": "unused"}).section("annotate")["annotators"])
+
+
+# For end-to-end tests that are not about speakers, scenes or the second MOS opinion: the shipped default
+# list without the three annotators that load torch models (a worker's start-up and most of its memory);
 # `fingerprint` stays, so link still runs. Events not run: its companion expectation is made optional.
-LEAN_ANNOTATE = {"annotators": ["levels", "vad", "snr", "bandwidth", "pitch", "quality", "fingerprint", "asr", "text"]}
+TORCH_ANNOTATORS = {"speakers", "distillmos", "events"}
+LEAN_ANNOTATE = {"annotators": [n for n in _default_annotators() if n not in TORCH_ANNOTATORS]}
 LEAN_RECIPE = {"optional_annotators": ["events"]}
 
 DUPLICATED = "speech/en/librispeech_2412-153948-0000.flac"  # the recording copied by make_duplicates
