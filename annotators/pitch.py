@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import OK, AnnotationError, Annotator, AudioItem
-from annotators.vad import speech_mask
+from annotators.vad import speech_at
 from schemas.errors import ErrorCode
 
 HOP = 160  # 10 ms at 16 kHz
@@ -56,7 +56,7 @@ class Pitch(Annotator):
 
         vad = item.upstream.get("vad")
         if vad and vad.get("status") == OK and vad.get("speech_segments"):
-            region_mask = speech_mask(len(x), sr, vad["speech_segments"])[np.minimum(centers, len(x) - 1)]
+            region_mask = speech_at(np.minimum(centers, len(x) - 1), sr, vad["speech_segments"])
             region = "speech"
         else:
             peak = energy.max()

@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import Annotator, AudioItem, db
-from annotators.vad import speech_mask
+from annotators.vad import speech_before, speech_mask
 
 FRAME_S = 0.02
+CHUNK_FRAMES = 500  # 10 s of 20 ms frames per pass
 WADA_ALPHA = 0.4
 WADA_SNRS = np.arange(-20.0, 101.0, 1.0)
 
@@ -38,13 +39,22 @@ def _wada_table() -> np.ndarray:
     return np.array(table)
 
 
-def wada_snr(x: np.ndarray) -> float | None:
-    x = x[np.abs(x) > 0]
-    if x.size < 1600:  # silence, or too little signal for an amplitude distribution
+def wada_snr(chunks) -> float | None:
+    """WADA-SNR of the non-zero samples of `chunks` (a callable giving the signal's pieces, read twice:
+    the peak, then the amplitude statistics; no float64 copy of a long signal is made)."""
+    peak, count = 0.0, 0
+    for c in chunks():
+        a = np.abs(c[c != 0])
+        if a.size:
+            peak, count = max(peak, float(a.max())), count + a.size
+    if count < 1600:  # silence, or too little signal for an amplitude distribution
         return None
-    z = np.abs(x.astype(np.float64)) / np.max(np.abs(x))
-    z = np.maximum(z, 1e-20)
-    g = np.log(np.mean(z)) - np.mean(np.log(z))
+    total, total_log = 0.0, 0.0
+    for c in chunks():
+        z = np.maximum(np.abs(c[c != 0].astype(np.float64)) / peak, 1e-20)
+        total += float(z.sum())
+        total_log += float(np.log(z).sum())
+    g = np.log(total / count) - total_log / count
     table = _wada_table()  # increases with SNR
     g = float(np.clip(g, table[0], table[-1]))
     return float(np.interp(g, table, WADA_SNRS))
@@ -65,17 +75,21 @@ class Snr(Annotator):
     def annotate(self, item: AudioItem) -> dict:
         x, sr = item.samples, item.sample_rate
         segments = item.upstream["vad"]["speech_segments"]
-        speech = speech_mask(len(x), sr, segments)
         # VAD boundaries are soft: keep `guard_s` away from speech when measuring noise
-        guard = int(self.params["guard_s"] * sr)
-        widened = speech_mask(len(x), sr, [
-            {"start_s": max(0.0, s["start_s"] - guard / sr), "end_s": s["end_s"] + guard / sr} for s in segments
-        ])
+        guard = int(self.params["guard_s"] * sr) / sr
+        widened = [{"start_s": max(0.0, s["start_s"] - guard), "end_s": s["end_s"] + guard} for s in segments]
         frame = int(FRAME_S * sr)
         n_frames = len(x) // frame
-        power = np.mean(np.square(x[: n_frames * frame].reshape(n_frames, frame), dtype=np.float64), axis=1)
-        in_speech = speech[: n_frames * frame].reshape(n_frames, frame).all(axis=1)
-        in_noise = ~widened[: n_frames * frame].reshape(n_frames, frame).any(axis=1)
+        power = np.empty(n_frames)
+        in_speech = np.empty(n_frames, bool)
+        in_noise = np.empty(n_frames, bool)
+        # CHUNK_FRAMES frames at a time: the masks and float64 squares of a whole long file are GBs
+        for f0 in range(0, n_frames, CHUNK_FRAMES):
+            f1 = min(n_frames, f0 + CHUNK_FRAMES)
+            a, b = f0 * frame, f1 * frame
+            power[f0:f1] = np.mean(np.square(x[a:b].reshape(f1 - f0, frame), dtype=np.float64), axis=1)
+            in_speech[f0:f1] = speech_mask(b - a, sr, segments, start=a).reshape(f1 - f0, frame).all(axis=1)
+            in_noise[f0:f1] = ~speech_mask(b - a, sr, widened, start=a).reshape(f1 - f0, frame).any(axis=1)
         p_speech = float(power[in_speech].mean()) if in_speech.any() else 0.0
         # a low percentile resists breaths and clicks left in the gaps (for stationary noise it is
         # within 0.5 dB of the mean power: 20 ms frames at 16 kHz average 320 samples)
@@ -85,5 +99,13 @@ class Snr(Annotator):
                   and in_noise.sum() * FRAME_S >= self.params["min_noise_s"])
         if enough and p_noise > 1e-10 and p_speech > p_noise:
             return {**out, "snr_db": float(10 * np.log10((p_speech - p_noise) / p_noise)), "method": "vad"}
-        blind = wada_snr(x[speech] if speech.sum() >= sr else x)
+        step = CHUNK_FRAMES * frame
+        speech_only = int(speech_before(np.array([len(x)]), sr, segments, len(x))[0]) >= sr
+
+        def chunks():  # the speech samples when there is a second of them, else the whole signal
+            for a in range(0, len(x), step):
+                piece = x[a: a + step]
+                yield piece[speech_mask(len(piece), sr, segments, start=a)] if speech_only else piece
+
+        blind = wada_snr(chunks)
         return {**out, "snr_db": blind, "method": "wada" if blind is not None else None}

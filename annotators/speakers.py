@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import Annotator, AudioItem, Resources, SkipAnnotation
-from annotators.vad import speech_mask
+from annotators.vad import speech_before
 from schemas.errors import ErrorCode
 
 SR = 16000
@@ -65,6 +65,18 @@ def first_appearance(labels: np.ndarray) -> np.ndarray:
     _, first = np.unique(labels, return_index=True)
     order = {int(labels[i]): k for k, i in enumerate(sorted(first))}
     return np.array([order[int(v)] for v in labels], dtype=np.int32)
+
+
+def volume_gain(x: np.ndarray, target_dbfs: float) -> np.float32:
+    """The gain resemblyzer's `normalize_volume(x, target_dbfs, increase_only=True)` applies (1.0 when
+    the file is already louder), with its RMS summed in float64 a minute at a time rather than over
+    int16-scaled float copies of the whole file."""
+    step = 60 * SR
+    power = sum(float(np.dot(c, c)) for c in (x[a: a + step].astype(np.float64) for a in range(0, len(x), step)))
+    if power == 0.0:  # digital silence (never embedded: it has no VAD speech)
+        return np.float32(1.0)
+    change = target_dbfs - 20 * np.log10(np.sqrt(power / len(x)))  # dBFS of the RMS
+    return np.float32(1.0) if change < 0 else np.float32(10 ** (change / 20))
 
 
 def _pad_rows(mel: np.ndarray, frames: int) -> np.ndarray:
@@ -123,14 +135,14 @@ class Speakers(Annotator):
         starts = np.arange(0, len(x) - win + 1, step)
         if len(starts) == 0 or starts[-1] + win < len(x) - step // 2:
             starts = np.append(starts, len(x) - win)
-        mask = speech_mask(len(x), SR, segments)
-        speech_in = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])  # speech samples before each index
-        speech_share = (speech_in[starts + win] - speech_in[starts]) / win
+        speech_share = (speech_before(starts + win, SR, segments, len(x))
+                        - speech_before(starts, SR, segments, len(x))) / win
         starts = starts[speech_share >= self.params["min_speech_window"]]
         if len(starts) == 0:
             return np.zeros((0, 256), np.float32), np.zeros(0), step / SR
-        # resemblyzer's own level normalisation (-30 dBFS, never lowering) and mel features
-        x = audio.normalize_volume(x.astype(np.float32), -30, increase_only=True)
+        # resemblyzer's level normalisation (-30 dBFS, never lowering), as a gain applied to each group
+        # of windows below instead of to a copy of the whole file
+        gain = volume_gain(x, -30.0)
         frames = int(WINDOW_S * 100)
         embeds = []
         # EMBED_BATCH windows at a time, each group's mel frames computed on its own stretch of audio (plus
@@ -140,7 +152,7 @@ class Speakers(Annotator):
             group = starts[g: g + EMBED_BATCH]
             lo = max(0, (int(group[0]) // HOP - MEL_MARGIN) * HOP)
             hi = min(len(x), (int(group[-1]) // HOP + frames + MEL_MARGIN) * HOP)
-            mel = audio.wav_to_mel_spectrogram(x[lo:hi])  # 10 ms frames from `lo`
+            mel = audio.wav_to_mel_spectrogram(x[lo:hi].astype(np.float32) * gain)  # 10 ms frames from `lo`
             batch = np.stack([_pad_rows(mel[s // HOP - lo // HOP: s // HOP - lo // HOP + frames], frames)
                               for s in group])
             with torch.no_grad():
