@@ -3,8 +3,8 @@
 A small convolution + transformer model distilled from an XLS-R based quality model, scoring 7.68 s
 windows of 16 kHz audio (1-5). The package's own forward pass slides its window by 1 s (about 8x the
 work); here the windows do not overlap (the last is aligned to the end, a short clip is zero-padded as
-the package does), long files are sampled (`coverage`), the windows go through the model together, and
-the file's score is their mean. It runs in
+the package does), long files are sampled (`coverage`), the windows go through the model a few at a
+time, and the file's score is their mean. It runs in
 torch, on the task's GPU when it has one.
 """
 from __future__ import annotations
@@ -21,6 +21,8 @@ from schemas.errors import ErrorCode
 SR = 16000
 WINDOW = 122880  # 7.68 s, the model's input length
 MIN_S = 1.0
+WINDOWS_PER_CALL = 4  # per forward pass on CPU (its activations: ~60 MB per window)
+WINDOWS_PER_CALL_GPU = 24
 
 
 def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarray:
@@ -57,17 +59,21 @@ class DistillMos(Annotator):
             model = ConvTransformerSQAModel(segmenting_in_forward=False)
         self._device = torch.device(f"cuda:{device_index}" if device == "cuda" else "cpu")
         self._model = model.eval().to(self._device)
+        self._per_call = WINDOWS_PER_CALL_GPU if device == "cuda" else WINDOWS_PER_CALL
 
     def annotate(self, item: AudioItem) -> dict:
         import torch
 
         if item.duration_s < MIN_S:
             raise AnnotationError(ErrorCode.TOO_SHORT, f"DistillMOS needs at least {MIN_S} s")
-        batch = windows(np.clip(item.samples, -1.0, 1.0).astype(np.float32), self.params["max_windows"],
-                        self.params["coverage"])
+        # windows first, then the clip and cast: on the windows, not on a copy of the whole file
+        batch = np.clip(windows(item.samples, self.params["max_windows"], self.params["coverage"]),
+                        -1.0, 1.0).astype(np.float32)
         try:
-            with torch.no_grad():
-                scores = self._model(torch.from_numpy(batch).to(self._device)).float().cpu().numpy().ravel()
+            with torch.no_grad():  # WINDOWS_PER_CALL at a time: 24 windows in one call need 1.4 GB on CPU
+                scores = np.concatenate([
+                    self._model(torch.from_numpy(batch[k: k + self._per_call]).to(self._device)).float().cpu().numpy().ravel()
+                    for k in range(0, len(batch), self._per_call)])
         except RuntimeError as exc:
             raise AnnotationError(ErrorCode.MODEL_ERROR, f"DistillMOS failed: {exc}") from exc
         return {"mos": float(scores.mean()), "n_windows": len(batch)}
