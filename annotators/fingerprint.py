@@ -36,47 +36,49 @@ HASH_SPACE = 1 << 24  # landmarks are indices of a sparse vector of this size (M
 
 
 def pcm_sha256(samples: np.ndarray) -> str:
-    """SHA-256 of the 16 kHz int16 view (the rounding makes it stable across float decoders)."""
-    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    return hashlib.sha256(pcm.tobytes()).hexdigest()
+    """SHA-256 of the 16 kHz int16 view (the rounding makes it stable across float decoders), hashed
+    a minute at a time: the int16 copy of a long file and its float temporaries would be GBs."""
+    digest = hashlib.sha256()
+    step = 60 * SR
+    for a in range(0, len(samples), step):
+        digest.update(np.round(np.clip(samples[a: a + step], -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+    return digest.hexdigest()
 
 
-def _log_band_spectrogram(x: np.ndarray) -> np.ndarray:
-    """(frames, bins) dB magnitudes between F_MIN and F_MAX, computed PIECE_FRAMES frames at a time: the
-    windowed frames and full complex spectrum of an hour take over 2 GB, the band's dB values 0.2 GB.
-    Each frame's FFT is its own, so the pieces give the values of one pass."""
-    n = 1 + (len(x) - N_FFT) // HOP
+def _band_frames(x: np.ndarray, a: int, b: int) -> np.ndarray:
+    """dB magnitudes between F_MIN and F_MAX of the frames [a, b), (frames, bins). Each frame's FFT is
+    its own, so any stretch of frames has the values a pass over the whole file would give."""
     window = np.hanning(N_FFT).astype(np.float32)
     lo, hi = int(F_MIN * N_FFT / SR), int(F_MAX * N_FFT / SR)
-    out = None
-    for a in range(0, n, PIECE_FRAMES):
-        b = min(n, a + PIECE_FRAMES)
-        frames = np.lib.stride_tricks.as_strided(x[a * HOP:], (b - a, N_FFT), (x.strides[0] * HOP, x.strides[0]))
-        band = 20 * np.log10(np.abs(np.fft.rfft(frames * window, axis=1))[:, lo:hi] + 1e-9)
-        if out is None:
-            out = np.empty((n, hi - lo), band.dtype)
-        out[a:b] = band
-    return out
+    frames = np.lib.stride_tricks.as_strided(x[a * HOP:], (b - a, N_FFT), (x.strides[0] * HOP, x.strides[0]))
+    return 20 * np.log10(np.abs(np.fft.rfft(frames * window, axis=1))[:, lo:hi] + 1e-9)
 
 
 def _peaks(x: np.ndarray, peaks_per_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima of the band spectrogram within DYNAMIC_RANGE_DB of its loudest value.
+
+    The spectrogram is computed PIECE_FRAMES frames at a time, twice (its maximum first, then the
+    peaks), and never held whole: three hours of it are 0.6 GB, and the windowed frames and complex
+    spectrum of a pass over the whole file several GB."""
     from scipy.ndimage import maximum_filter
 
-    logspec = _log_band_spectrogram(x)
-    n, floor = len(logspec), logspec.max() - DYNAMIC_RANGE_DB
+    n = 1 + (len(x) - N_FFT) // HOP
+    floor = max(float(_band_frames(x, a, min(n, a + PIECE_FRAMES)).max()) for a in range(0, n, PIECE_FRAMES))
+    floor -= DYNAMIC_RANGE_DB
     reach = NEIGHBOURHOOD[0] // 2  # frames on each side that decide whether a value is a local maximum
     found = []
-    for a in range(0, n, PIECE_FRAMES):  # the filter's working arrays for a piece, not for the whole file
+    for a in range(0, n, PIECE_FRAMES):
         b = min(n, a + PIECE_FRAMES)
         lo, hi = max(0, a - reach), min(n, b + reach)
-        local_max = maximum_filter(logspec[lo:hi], size=NEIGHBOURHOOD, mode="constant", cval=-np.inf)[a - lo: b - lo]
-        piece = logspec[a:b]
+        spec = _band_frames(x, lo, hi)
+        local_max = maximum_filter(spec, size=NEIGHBOURHOOD, mode="constant", cval=-np.inf)[a - lo: b - lo]
+        piece = spec[a - lo: b - lo]
         t, f = np.nonzero((piece == local_max) & (piece > floor))
-        found.append((t + a, f))
-    t, f = np.concatenate([p[0] for p in found]), np.concatenate([p[1] for p in found])
+        found.append((t + a, f, piece[t, f]))
+    t, f, level = (np.concatenate([p[k] for p in found]) for k in range(3))
     keep = int(peaks_per_s * len(x) / SR) + 1
     if len(t) > keep:  # the strongest peaks survive coding noise best
-        idx = np.sort(np.argsort(-logspec[t, f], kind="stable")[:keep])
+        idx = np.sort(np.argsort(-level, kind="stable")[:keep])
         t, f = t[idx], f[idx]
     order = np.lexsort((f, t))
     return t[order], f[order]
