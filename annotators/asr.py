@@ -55,7 +55,11 @@ def as_int16_grid(x: np.ndarray) -> np.ndarray:
     Beam search is sensitive to input noise at that level: without this, a third of the corpus files
     came out with a different comma or word than bare faster-whisper on the same file.
     """
-    return (np.clip(np.rint(x * 32768.0), -32768, 32767) / 32768.0).astype(np.float32)
+    out = np.empty(len(x), np.float32)
+    step = 960_000  # a minute at a time: the float temporaries of a long file's whole signal are GBs
+    for a in range(0, len(x), step):
+        out[a: a + step] = np.clip(np.rint(x[a: a + step] * 32768.0), -32768, 32767) / 32768.0
+    return out
 
 
 class Asr(Annotator):

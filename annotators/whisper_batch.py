@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from annotators.whisper_features import log_mel
+
 log = logging.getLogger(__name__)
 
 # transcribe() options this loop implements; the others must keep faster-whisper's defaults (checked)
@@ -160,7 +162,7 @@ class BatchedWhisper:
         while pending or active:
             while pending and len(active) < self.batch_size:  # features only when a file takes a slot
                 i = pending.pop(0)
-                active.append(_File(i, self.model.feature_extractor(audios[i]), languages[i]))
+                active.append(_File(i, log_mel(self.model.feature_extractor, audios[i]), languages[i]))
             self._round(active)
             for f in [f for f in active if f.done]:
                 done[f.index] = f
