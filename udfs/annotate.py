@@ -145,17 +145,19 @@ def _inputs(batch: pd.DataFrame, storage: StorageSettings | None) -> list[tuple[
     return out
 
 
-def groups_by_audio_seconds(items: list[tuple[FileInput, float]], budget_s: float) -> list[list[FileInput]]:
-    """Consecutive groups whose audio adds up to at most budget_s (a longer file goes alone)."""
+def groups_by_audio_seconds(items: list[tuple[FileInput, float]], budget_s: float
+                            ) -> list[tuple[list[FileInput], float]]:
+    """Consecutive groups whose audio adds up to at most budget_s (a longer file goes alone), each with
+    its audio seconds."""
     out, group, total = [], [], 0.0
     for inp, seconds in items:
         if group and total + seconds > budget_s:
-            out.append(group)
+            out.append((group, total))
             group, total = [], 0.0
         group.append(inp)
         total += seconds
     if group:
-        out.append(group)
+        out.append((group, total))
     return out
 
 
@@ -192,6 +194,7 @@ class Unit:
     group: list[FileInput] | None = None
     ready: list[FileOutput] | None = None
     suspect: bool = False  # in progress when a worker died: runs alone, with nothing decoded beside it
+    long: bool = False  # one file over batch_audio_s: decoded when its turn comes, not beside another group
 
 
 def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pipeline,
@@ -216,8 +219,8 @@ def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pi
                 yield Unit(ready=[failed_output(pipeline, inp, code, msg)])
             else:  # in progress when a worker died: alone this time
                 yield Unit(group=[inp], suspect=True)
-        for group in groups_by_audio_seconds(fresh, spec.batch_audio_s):
-            yield Unit(group=group)
+        for group, seconds in groups_by_audio_seconds(fresh, spec.batch_audio_s):
+            yield Unit(group=group, long=seconds > spec.batch_audio_s)
 
 
 def make_annotate_fn(spec: AnnotateSpec):
@@ -290,7 +293,8 @@ def make_annotate_fn(spec: AnnotateSpec):
             return pd.DataFrame(rows, columns=spec.output_columns())
 
         # One group is decoded ahead while the one before it is annotated: reads (object stores) and
-        # decoding hide behind the models. At most two groups' audio is in memory. A suspect file never
+        # decoding hide behind the models. At most two groups' audio is in memory, and a file longer
+        # than a group's budget is decoded in its turn. A suspect file never
         # overlaps another: were it to kill the worker again, no innocent file may be marked with it.
         def run_now(group: list[FileInput]) -> pd.DataFrame:  # decoded inline, under SIGALRM
             before = dict(pipeline.seconds)
@@ -310,7 +314,9 @@ def make_annotate_fn(spec: AnnotateSpec):
                         current = None
                     yield run_now(unit.group)
                     continue
-                upcoming = (unit.group, start(unit.group))
+                # a long file is not decoded ahead: its signal would sit in memory beside the
+                # current group's (two 3-hour files: 1.3 GB of audio), for a decode of seconds
+                upcoming = (unit.group, start(unit.group, ahead=not unit.long))
                 if current is not None:
                     before = dict(pipeline.seconds)
                     yield frame(run_group(current, decoding), before)
