@@ -135,3 +135,15 @@ def test_a_vad_change_recomputes_what_depends_on_it(spark, tmp_path, make_config
                              params={"vad": {"threshold": 0.6}})
     result = stage(spark, wh, bumped, run_annotate, "annotate")
     assert set(result.by_annotator) == {"vad", "snr", "pitch"}  # levels does not read vad
+
+
+def test_groups_by_audio_seconds_put_a_long_file_alone():
+    """Groups stay within batch_audio_s; a file over it goes alone, and its group's seconds say so (the
+    worker then decodes it in its turn instead of beside the group before it)."""
+    from annotators.pipeline import FileInput
+    from udfs.annotate import groups_by_audio_seconds
+
+    items = [(FileInput(name, open), seconds) for name, seconds in
+             [("a", 100.0), ("b", 150.0), ("c", 10_800.0), ("d", 60.0), ("e", 200.0)]]
+    groups = [([i.audio_id for i in group], total) for group, total in groups_by_audio_seconds(items, 300.0)]
+    assert groups == [(["a", "b"], 250.0), (["c"], 10_800.0), (["d", "e"], 260.0)]

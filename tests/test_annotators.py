@@ -317,3 +317,92 @@ def test_fingerprint_in_pieces_equals_one_pass(monkeypatch, corpus_dir):
     monkeypatch.setattr(fingerprint, "PIECE_FRAMES", 7)
     assert len(whole) > 1000
     np.testing.assert_array_equal(fingerprint.landmarks(x), whole)
+
+
+def test_vad_in_pieces_gives_faster_whispers_segments(monkeypatch, corpus_dir):
+    """The VAD's model, run a few windows per call, and its segmentation give the segments of
+    faster-whisper's get_speech_timestamps on the whole signal (which holds two copies of it)."""
+    from faster_whisper.vad import get_speech_timestamps
+
+    import annotators.vad as vad
+
+    files = ["speech/en/jfk.flac", "speech/en/LJ001-0001.wav"]
+    x = np.concatenate([load_16k(corpus_dir / f) for f in files] + [np.zeros(12345, np.float32)])
+    ann = vad.Vad()
+    ann.setup()
+    expected = get_speech_timestamps(x.copy(), ann.options)
+    assert len(expected) >= 3
+    monkeypatch.setattr(vad, "MODEL_BATCH", 37)  # many calls, the LSTM state carried across them
+    probs = vad.speech_probabilities(ann._session, x)
+    assert vad.segments_from_probabilities(probs, len(x), ann.options) == expected
+    for n in (511, 512, 513):  # the padding rule at a window boundary
+        assert vad.segments_from_probabilities(vad.speech_probabilities(ann._session, x[:n * 100]), n * 100,
+                                               ann.options) == get_speech_timestamps(x[:n * 100].copy(), ann.options)
+
+
+def test_speech_mask_helpers_agree_with_a_whole_mask():
+    """speech_at / speech_before / a stretch of speech_mask answer what one mask of the file would."""
+    from annotators.vad import speech_at, speech_before, speech_mask
+
+    rng = np.random.default_rng(7)
+    segments = [{"start_s": s, "end_s": s + rng.uniform(0, 2)} for s in np.sort(rng.uniform(0, 30, 40))]
+    n = 30 * 16000 + 123
+    whole = speech_mask(n, 16000, segments)
+    points = rng.integers(0, n, 2000)
+    np.testing.assert_array_equal(speech_at(points, 16000, segments), whole[points])
+    before = np.concatenate([[0], np.cumsum(whole)])
+    np.testing.assert_array_equal(speech_before(np.append(points, n), 16000, segments, n), before[np.append(points, n)])
+    for start in (0, 1, 16000 * 7 + 5):
+        np.testing.assert_array_equal(speech_mask(4001, 16000, segments, start=start), whole[start: start + 4001])
+
+
+def test_whisper_features_in_pieces_equal_faster_whispers(monkeypatch, corpus_dir):
+    """Whisper's log-mel features computed a minute at a time equal FeatureExtractor's whole-file pass,
+    bit for bit (pieces of 6,000 frames; much smaller ones differ in the last bit, from the matrix
+    product's blocking), and short clips are unchanged."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    import annotators.whisper_features as wf
+
+    extractor = FeatureExtractor()
+    x = np.concatenate([load_16k(corpus_dir / "speech/en/jfk.flac")] * 12)  # 132 s: three pieces
+    assert x.shape[0] > 2 * wf.PIECE_FRAMES * 160
+    for audio in (x, x[:16000 * 4 + 77], x[:500]):
+        np.testing.assert_array_equal(wf.log_mel(extractor, audio), extractor(audio))
+
+
+def test_snr_in_pieces_equals_one_pass(ann, monkeypatch, speech):
+    """Frame powers and masks taken a few frames at a time give the result of one pass, on both
+    methods (VAD gaps, and WADA over the speech when there is no gap)."""
+    import annotators.snr as snr
+
+    rng = np.random.default_rng(3)
+    noisy = speech + rng.normal(0, 0.01, len(speech)).astype(np.float32)
+    gap = rng.normal(0, 0.01, SR).astype(np.float32)
+    gapped = np.concatenate([gap, noisy, gap])
+    items = [item_of(gapped), item_of(noisy)]
+    whole = [run(ann, ["vad", "snr"], item)["snr"] for item in items]
+    assert [w["method"] for w in whole] == ["vad", "wada"]
+    monkeypatch.setattr(snr, "CHUNK_FRAMES", 7)
+    pieces = [ann["snr"].annotate_batch([item])[0] for item in items]
+    for w, p in zip(whole, pieces, strict=True):
+        assert p["method"] == w["method"] and p["speech_dbfs"] == w["speech_dbfs"] and p["noise_dbfs"] == w["noise_dbfs"]
+        assert p["snr_db"] == pytest.approx(w["snr_db"], abs=1e-9)  # WADA's float64 sums, in another order
+
+
+def test_plcmos_of_a_long_file_is_the_mean_of_its_groups(ann):
+    """PLCMOS scores at most PLC_WINDOWS windows per call: a file with more scored windows gets the
+    length-weighted mean of the calls, one with fewer is scored in one call, as before."""
+    import annotators.quality as quality
+
+    q = ann["quality"]
+    rng = np.random.default_rng(5)
+    pieces = [rng.normal(0, 0.05, int(quality.WINDOW_S * SR)).astype(np.float32) for _ in range(3)]
+    single = [q._plcmos([p]) for p in pieces]
+    assert q._plcmos(pieces[:1]) == single[0]
+    old = quality.PLC_WINDOWS
+    try:
+        quality.PLC_WINDOWS = 1
+        assert q._plcmos(pieces) == pytest.approx(np.mean(single), abs=1e-6)
+    finally:
+        quality.PLC_WINDOWS = old
