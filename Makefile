@@ -12,9 +12,14 @@ AIRFLOW := .deps/airflow-venv/.ready
 WAREHOUSE ?= warehouse
 export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
-.PHONY: setup setup-s3 setup-airflow run test lint bench clean dist
+.PHONY: setup setup-s3 setup-airflow class-archive run test lint bench clean dist
 
-setup: $(STAMP) $(DELTA_JARS) $(MODELS)
+setup: $(STAMP) $(DELTA_JARS) $(MODELS) class-archive
+
+# The JVM's class-data-sharing archive for local Spark + Delta (jobs/class_archive.py): made once per Java
+# build and class path, it takes seconds off every command's start. Checking that it is current is cheap.
+class-archive: $(STAMP) $(DELTA_JARS)
+	@$(BIN)/python -m jobs.class_archive
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }

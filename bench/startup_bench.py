@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
+REPEATS = 3
 
 
 def phases(config_file: str, warehouse: str) -> list[tuple[str, float]]:
@@ -108,10 +110,20 @@ def main(argv=None) -> int:
                        capture_output=True)
         subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
                        capture_output=True)
-        start = time.perf_counter()
-        subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
-                       capture_output=True)
-        command_s = time.perf_counter() - start
+        from jobs.class_archive import usable_archive
+        from jobs.session import local_driver_class_path
+
+        archive = usable_archive(local_driver_class_path())
+        cfg_off = work / "levels-no-archive.yaml"
+        cfg_off.write_text("annotate: {annotators: [levels]}\nspark: {class_archive: false}\n")
+        command_s: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(REPEATS):  # alternated, so that a slow moment of the machine hits both
+            for key, config_file in (("off", cfg_off), ("on", cfg)):
+                start = time.perf_counter()
+                subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(config_file)], cwd=REPO,
+                               check=True, capture_output=True)
+                command_s[key].append(time.perf_counter() - start)
+        on_s, off_s = statistics.median(command_s["on"]), statistics.median(command_s["off"])
         child = subprocess.run([sys.executable, "-m", "bench.startup_bench", "--child", str(cfg), wh], cwd=REPO,
                                check=True, capture_output=True, text=True)
         steps = json.loads(child.stdout.strip().splitlines()[-1])
@@ -119,8 +131,16 @@ def main(argv=None) -> int:
         lines = [
             "## Fixed cost: `voxlake annotate` with nothing to do",
             "",
-            f"{len(list(src.iterdir()))} files already annotated; local mode. The whole command as a user runs it "
-            f"took **{command_s:.1f} s**. The same steps timed one by one in a fresh process ({total:.1f} s):",
+            f"{len(list(src.iterdir()))} files already annotated; local mode. The whole command as a user runs it, "
+            f"median of {REPEATS} runs each:",
+            "",
+            "| JVM class archive (`spark.class_archive`) | wall s |",
+            "| --- | ---: |",
+            f"| off | {off_s:.1f} |",
+            f"| on{'' if archive else ' (no archive was found: same as off)'} | **{on_s:.1f}** |",
+            "",
+            f"The same steps timed one by one in a fresh process, archive {'on' if archive else 'off (none made)'} "
+            f"({total:.1f} s):",
             "",
             "| step | seconds | share |",
             "| --- | ---: | ---: |",

@@ -71,12 +71,26 @@ def _submitted_conf() -> dict[str, str]:
     return dict(SparkConf().getAll())
 
 
-def build_session(config: Config, app_name: str | None = None):
-    """Create (or reuse) the SparkSession for a job, with Delta and sane audio-workload defaults."""
+def local_driver_class_path() -> list[str]:
+    """Delta's jars as a local driver puts them on its class path (so the class archive can hold them)."""
+    return _local_delta_jars()
+
+
+def _java_options(class_archive_flag: str) -> str:
+    # a quiet console: our log4j2 settings (warnings, minus the ones nobody can act on)
+    return " ".join(filter(None, [f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}", class_archive_flag]))
+
+
+def build_session(config: Config, app_name: str | None = None, archive_classes_to: str | None = None):
+    """Create (or reuse) the SparkSession for a job, with Delta and sane audio-workload defaults.
+
+    `archive_classes_to` is for jobs.class_archive only: the JVM writes the classes it loaded there at exit.
+    """
     _check_java()
     from pyspark.sql import SparkSession
 
     spark_cfg = config.section("spark")
+    user_conf = {key: str(value) for key, value in (spark_cfg.get("conf") or {}).items()}
     submitted = _submitted_conf()
     given = dict(submitted)
     conf: dict[str, str] = {
@@ -89,6 +103,13 @@ def build_session(config: Config, app_name: str | None = None):
     }
     delta_given = any(
         "delta" in given.get(k, "") for k in ("spark.jars.packages", "spark.jars")
+    )
+    master = given.get("spark.master") or user_conf.get("spark.master") or spark_cfg.get("master", "local[*]")
+    # A local driver is its own executor: Delta's jars can sit on the JVM's class path, where the class
+    # archive (jobs.class_archive) can hold them, unless the user set that class path themselves.
+    on_class_path = (
+        "spark.master" not in given and master.startswith("local") and not delta_given
+        and "spark.driver.extraClassPath" not in user_conf
     )
     if "spark.master" not in given:
         conf["spark.master"] = spark_cfg.get("master", "local[*]")
@@ -103,10 +124,20 @@ def build_session(config: Config, app_name: str | None = None):
         # Delta's VACUUM lists a table in this many tasks (Spark's default: 10,000); `maintain` of a 9-file
         # warehouse took 248 s with the default on 2 cores, 53 s with this
         conf["spark.sql.sources.parallelPartitionDiscovery.parallelism"] = str(max(2, cores))
-        # a quiet console: our log4j2 settings (warnings, minus the ones nobody can act on), and no
-        # "hostname resolves to a loopback address" warning (local mode binds to the loopback anyway)
-        # (spark.conf may set spark.driver.extraJavaOptions itself: the config wins, as below)
-        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
+        # the class archive saves seconds of JVM start per command (measured in BENCHMARKS.md, "Fixed cost");
+        # spark.conf may set spark.driver.extraJavaOptions itself: the config wins, as below
+        archive_flag = ""
+        if archive_classes_to:
+            archive_flag = f"-XX:ArchiveClassesAtExit={archive_classes_to}"
+        elif on_class_path and spark_cfg.get("class_archive", True):
+            from jobs.class_archive import usable_archive
+
+            archive = usable_archive(local_driver_class_path())
+            archive_flag = f"-XX:SharedArchiveFile={archive}" if archive else ""
+            if not archive:
+                log.debug("no class archive for this Java and class path (`make setup` makes one)")
+        conf["spark.driver.extraJavaOptions"] = _java_options(archive_flag)
+        # no "hostname resolves to a loopback address" warning (local mode binds to the loopback anyway)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -117,12 +148,14 @@ def build_session(config: Config, app_name: str | None = None):
                 f"Delta Lake jars not found in {DELTA_JARS_DIR}. Run `make setup` (it fetches them with "
                 f"Maven), set VOXLAKE_JARS_DIR, or under spark-submit pass `--packages {DELTA_PACKAGE}`."
             )
-        conf["spark.jars"] = ",".join(jars)
+        if on_class_path:
+            conf["spark.driver.extraClassPath"] = os.pathsep.join(jars)
+        else:
+            conf["spark.jars"] = ",".join(jars)
     s3a_jars = _local_s3a_jars(given)
     if s3a_jars:
         conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars") or given.get("spark.jars"), *s3a_jars]))
-    for key, value in (spark_cfg.get("conf") or {}).items():
-        conf[key] = str(value)
+    conf.update(user_conf)
     for key in list(conf):  # what spark-submit was given wins over our defaults
         if key in given and key not in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog"):
             conf.pop(key)

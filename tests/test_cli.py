@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,8 +11,9 @@ from conftest import REPO
 VOXLAKE = [sys.executable, "-m", "jobs.cli"]
 
 
-def run(*args, check=True):
-    proc = subprocess.run([*VOXLAKE, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+def run(*args, check=True, env=None):
+    proc = subprocess.run([*VOXLAKE, *args], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr[-3000:]}")
     return proc
@@ -19,8 +21,18 @@ def run(*args, check=True):
 
 def test_ingest_then_sql_in_another_process(tmp_path):
     wh = tmp_path / "wh"
-    out = run("ingest", "--source", "samples/audio", "--manifest", "samples/manifest.jsonl", "--warehouse", str(wh))
+    class_log = tmp_path / "classes.log"  # the driver JVM says where each class came from
+    out = run("ingest", "--source", "samples/audio", "--manifest", "samples/manifest.jsonl", "--warehouse", str(wh),
+              env={"SPARK_SUBMIT_OPTS": f"-Xlog:class+load=info:file={class_log}"})
     assert "quarantined" in out.stdout and "INFO" not in out.stdout, "summary on stdout, logs on stderr"
+    # `make setup` made the class archive: Spark's and Delta's classes come from it, not from their jars
+    sources = {}
+    for line in class_log.read_text().splitlines():
+        name, _, source = line.partition("] ")[2].partition(" source: ")
+        sources[name] = source
+    for name in ("org.apache.spark.SparkContext", "io.delta.sql.DeltaSparkSessionExtension"):
+        assert sources[name] == "shared objects file (top)", (name, sources.get(name))
+    assert "Unable to use shared archive" not in out.stderr
 
     res = run("sql", "--warehouse", str(wh), "--format", "json",
               "SELECT uri, language_hint, error_code FROM bronze.audio_files ORDER BY uri")
@@ -91,3 +103,18 @@ def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
     drawn = screen.getvalue().split("\r")
     assert any(line.startswith("annotate chunk 1/1: tasks ") and "/4 done" in line for line in drawn), drawn
     assert drawn[-1] == "" and drawn[-2].strip() == "", "the line is erased when the step ends"
+
+
+def test_class_archive_is_tied_to_the_class_path(tmp_path):
+    """An archive made for other jars is never used: its name changes with any jar on the class path."""
+    from jobs.class_archive import archive_path
+    from jobs.session import local_driver_class_path
+
+    jars = local_driver_class_path()
+    extra = tmp_path / "extra.jar"
+    extra.write_bytes(b"PK")
+    assert archive_path(jars) == archive_path(list(jars))
+    assert archive_path([*jars, str(extra)]) != archive_path(jars)
+    before = archive_path([*jars, str(extra)])
+    extra.write_bytes(b"PK\x03")  # the same jar, rebuilt
+    assert archive_path([*jars, str(extra)]) != before
