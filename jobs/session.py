@@ -105,10 +105,11 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
         "delta" in given.get(k, "") for k in ("spark.jars.packages", "spark.jars")
     )
     master = given.get("spark.master") or user_conf.get("spark.master") or spark_cfg.get("master", "local[*]")
-    # A local driver is its own executor: Delta's jars can sit on the JVM's class path, where the class
-    # archive (jobs.class_archive) can hold them, unless the user set that class path themselves.
+    # A local driver is its own executor (not so local-cluster[...], whose executors are JVMs of their own):
+    # Delta's jars can sit on the JVM's class path, where the class archive (jobs.class_archive) can hold
+    # them, unless the user set that class path themselves.
     on_class_path = (
-        "spark.master" not in given and master.startswith("local") and not delta_given
+        "spark.master" not in given and (master == "local" or master.startswith("local[")) and not delta_given
         and "spark.driver.extraClassPath" not in user_conf
     )
     if "spark.master" not in given:
