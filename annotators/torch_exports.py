@@ -72,8 +72,12 @@ def onnx_model(name: str, cache_dir: str | Path) -> Path:
     if target.is_file():
         return target
     log.info("exporting %s to ONNX (once per model cache): %s", name, target)
+    # the child imports this package as the worker did: under spark-submit --py-files it sits in a zip
+    # that the worker put on sys.path, not on PYTHONPATH
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-m", "annotators.torch_exports", "--export", name, "--to", str(target)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900, env=env)
     if done.returncode != 0 or not target.is_file():
         tail = "\n".join(done.stdout.splitlines()[-12:])
         raise ExportError(f"exporting {name} to ONNX failed (exit {done.returncode}):\n{tail}")
