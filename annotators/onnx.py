@@ -1,4 +1,4 @@
-"""onnxruntime settings shared by the annotators that run ONNX models (quality, events)."""
+"""onnxruntime settings shared by the annotators that run ONNX models (quality, events, distillmos, speakers)."""
 from __future__ import annotations
 
 

@@ -125,14 +125,9 @@ class Speakers(Annotator):
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
         if device != "cuda":  # the encoder's ONNX export in onnxruntime: a CPU worker never imports torch
-            import onnxruntime as ort
+            from annotators.torch_exports import cpu_session
 
-            from annotators.onnx import session_options
-            from annotators.torch_exports import onnx_model
-
-            path = onnx_model("resemblyzer", self.params["cache_dir"])
-            self._session = ort.InferenceSession(str(path), session_options(threads),
-                                                 providers=["CPUExecutionProvider"])
+            self._session = cpu_session("resemblyzer", self.params["cache_dir"], threads)
             self._encoder = None
             return
         import warnings

@@ -84,6 +84,16 @@ def onnx_model(name: str, cache_dir: str | Path) -> Path:
     return target
 
 
+def cpu_session(name: str, cache_dir: str | Path, threads: int):
+    """An onnxruntime CPU session of the exported model (exported first when it is not yet)."""
+    import onnxruntime as ort
+
+    from annotators.onnx import session_options
+
+    return ort.InferenceSession(str(onnx_model(name, cache_dir)), session_options(threads),
+                                providers=["CPUExecutionProvider"])
+
+
 def _distillmos():
     """DistillMOS after its front end: (windows, 2, 161, frames) compressed spectra → MOS (windows, 1).
 

@@ -111,9 +111,9 @@ def main(argv=None) -> int:
         subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
                        capture_output=True)
         from jobs.class_archive import usable_archive
-        from jobs.session import local_driver_class_path
+        from jobs.session import local_delta_jars
 
-        archive = usable_archive(local_driver_class_path())
+        archive = usable_archive(local_delta_jars())
         cfg_off = work / "levels-no-archive.yaml"
         cfg_off.write_text("annotate: {annotators: [levels]}\nspark: {class_archive: false}\n")
         command_s: dict[str, list[float]] = {"on": [], "off": []}

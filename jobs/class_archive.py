@@ -102,9 +102,9 @@ def _exercise(warehouse: str, dump_to: str) -> None:
 
 def prepare() -> int:
     """Make the archive for the current Java and class path unless it exists; 0 when there is one after."""
-    from jobs.session import local_driver_class_path
+    from jobs.session import local_delta_jars
 
-    class_path = local_driver_class_path()
+    class_path = local_delta_jars()
     target = archive_path(class_path)
     if target is None:
         print("class archive: no java found; skipped")

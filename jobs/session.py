@@ -42,7 +42,8 @@ def _check_java() -> None:
     )
 
 
-def _local_delta_jars() -> list[str]:
+def local_delta_jars() -> list[str]:
+    """Delta's jars from `make setup` (a local driver puts them on its class path: see the class archive)."""
     if not DELTA_JARS_DIR.is_dir():
         return []
     return sorted(str(p) for p in DELTA_JARS_DIR.glob("*.jar"))
@@ -69,11 +70,6 @@ def _submitted_conf() -> dict[str, str]:
 
     SparkContext._ensure_initialized()
     return dict(SparkConf().getAll())
-
-
-def local_driver_class_path() -> list[str]:
-    """Delta's jars as a local driver puts them on its class path (so the class archive can hold them)."""
-    return _local_delta_jars()
 
 
 def _java_options(class_archive_flag: str) -> str:
@@ -104,7 +100,7 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
     delta_given = any(
         "delta" in given.get(k, "") for k in ("spark.jars.packages", "spark.jars")
     )
-    master = given.get("spark.master") or user_conf.get("spark.master") or spark_cfg.get("master", "local[*]")
+    master = user_conf.get("spark.master") or spark_cfg.get("master", "local[*]")  # unless spark-submit gave one
     # A local driver is its own executor (not so local-cluster[...], whose executors are JVMs of their own):
     # Delta's jars can sit on the JVM's class path, where the class archive (jobs.class_archive) can hold
     # them, unless the user set that class path themselves.
@@ -113,7 +109,7 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
         and "spark.driver.extraClassPath" not in user_conf
     )
     if "spark.master" not in given:
-        conf["spark.master"] = spark_cfg.get("master", "local[*]")
+        conf["spark.master"] = master
         conf["spark.ui.enabled"] = "false"
         conf["spark.driver.memory"] = spark_cfg.get("driver_memory", "2g")
         conf["spark.ui.showConsoleProgress"] = "false"
@@ -133,7 +129,7 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
         elif on_class_path and spark_cfg.get("class_archive", True):
             from jobs.class_archive import usable_archive
 
-            archive = usable_archive(local_driver_class_path())
+            archive = usable_archive(local_delta_jars())
             archive_flag = f"-XX:SharedArchiveFile={archive}" if archive else ""
             if not archive:
                 log.debug("no class archive for this Java and class path (`make setup` makes one)")
@@ -143,7 +139,7 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if not delta_given:
-        jars = _local_delta_jars()
+        jars = local_delta_jars()
         if not jars:
             raise SessionError(
                 f"Delta Lake jars not found in {DELTA_JARS_DIR}. Run `make setup` (it fetches them with "

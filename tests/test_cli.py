@@ -108,9 +108,9 @@ def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
 def test_class_archive_is_tied_to_the_class_path(tmp_path):
     """An archive made for other jars is never used: its name changes with any jar on the class path."""
     from jobs.class_archive import archive_path
-    from jobs.session import local_driver_class_path
+    from jobs.session import local_delta_jars
 
-    jars = local_driver_class_path()
+    jars = local_delta_jars()
     extra = tmp_path / "extra.jar"
     extra.write_bytes(b"PK")
     assert archive_path(jars) == archive_path(list(jars))
