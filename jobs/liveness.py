@@ -32,6 +32,7 @@ from jobs.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 SETTLE_S = 1.0  # between writing a claim and reading the others (longer than a write takes)
+READ_ATTEMPTS = 5  # reads of a claim caught mid-rewrite before it counts as held
 
 
 class WarehouseBusy(RuntimeError):
@@ -99,14 +100,32 @@ class Heartbeat:
                 continue
             if now_ms - modified_ms >= self.dead_after_s * 1000:
                 continue  # a dead run: the reaper records it, it holds nothing
-            try:
-                other = json.loads(self.warehouse.read_text(path))
-            except Exception:  # gone (it ended) or being rewritten: look again on the next round
-                continue
+            other = self._read_claim(path)
+            if other is None:
+                continue  # gone: that run ended
             claim = (other.get("claimed_at") or other.get("started_at") or "", other.get("run_id", ""))
             if other.get("holding") or claim < mine:
                 ahead.append(other)
         return sorted(ahead, key=lambda o: (not o.get("holding"), o.get("claimed_at") or ""))
+
+    def _read_claim(self, path: str) -> dict | None:
+        """Another run's claim, or None when its file is gone.
+
+        A claim is rewritten in place (create with overwrite truncates, then writes), so a read can land
+        between the two and see an empty or half-written file. Such a file is read again; if it stays
+        unreadable it still counts as a live claim ahead of this one: skipping it would let two runs go
+        ahead together (seen as both creating a new warehouse's tables at once).
+        """
+        name = path.rsplit("/", 1)[-1]
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return json.loads(self.warehouse.read_text(path))
+            except Exception:
+                if not self.warehouse.exists(path):
+                    return None
+                time.sleep(0.1 * (attempt + 1))
+        log.debug("claim %s unreadable; counted as ahead", path)
+        return {"run_id": name[: -len(".json")], "job": "unknown", "holding": True}
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):

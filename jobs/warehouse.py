@@ -165,6 +165,10 @@ class Warehouse:
         return [(st.getPath().toString(), int(st.getModificationTime())) for st in fs.listStatus(hpath)
                 if st.isDirectory() == dirs]
 
+    def exists(self, path: str) -> bool:
+        fs, hpath = self._fs(path)
+        return bool(fs.exists(hpath))
+
     def remove(self, path: str) -> None:
         """Delete a file or folder (staging data) through Hadoop's filesystem, local or object store."""
         fs, hpath = self._fs(path)

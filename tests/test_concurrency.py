@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -77,3 +78,28 @@ def test_concurrent_runs_take_turns_and_a_busy_warehouse_is_one_line(spark, tmp_
     assert finish(holder)[0] == 0
     runs = spark.read.format("delta").load(str(wh / "ops" / "runs")).count()
     assert runs == 3, "the busy run must not be recorded as a run"
+
+
+def test_a_claim_caught_mid_rewrite_still_holds_the_warehouse(spark, tmp_path):
+    """A claim is rewritten in place; a reader that lands between truncate and write sees an empty file.
+
+    Skipping such a file let both of two simultaneous runs go ahead (both then created the tables of a new
+    warehouse and one failed): an unreadable live claim must count as held, a vanished one as ended.
+    """
+    from jobs.ledger import RunRecord
+    from jobs.liveness import Heartbeat, WarehouseBusy
+    from jobs.warehouse import Warehouse
+
+    wh = Warehouse(spark, str(tmp_path / "wh"))
+    runs = tmp_path / "wh" / "_staging" / "_runs"
+    runs.mkdir(parents=True)
+    (runs / "run-other.json").write_text("")  # the other run's claim, mid-rewrite
+    with pytest.raises(WarehouseBusy, match="run run-other"):
+        with Heartbeat(wh, RunRecord(job="ingest", config_hash="x"), lease_wait_s=0):
+            pass
+    assert [p.name for p in runs.iterdir() if p.suffix == ".json"] == ["run-other.json"], \
+        "the busy run removed its own claim"
+
+    (runs / "run-other.json").unlink()  # that run ended: nothing holds the warehouse
+    with Heartbeat(wh, RunRecord(job="ingest", config_hash="x"), lease_wait_s=0) as beat:
+        assert json.loads((runs / f"{beat.record.run_id}.json").read_text())["holding"]
