@@ -5,6 +5,7 @@ import json
 
 from audio_factory import tone, write_wav
 from conftest import REPO, quarantine_rows
+from delta.tables import DeltaTable
 
 from jobs.catalog import SILVER
 from jobs.ledger import RunRecord, write_run
@@ -107,6 +108,7 @@ def test_version_or_params_bump_recomputes_one_column_only(spark, tmp_path, make
 
     # nothing new: no work, no commit
     version = wh.table_version(SILVER)
+    assert version == DeltaTable.forPath(spark, wh.path(SILVER)).history(1).first()["version"] >= 1
     again = stage(spark, wh, config, run_annotate, "annotate")
     assert again.candidates == 0 and wh.table_version(SILVER) == version
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import CORPUS, REPO, quarantine_rows
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 from jobs.config import deep_merge, load_config
 from jobs.runner import execute
-from schemas.gold import SEGMENTS, UTTERANCES
+from schemas.gold import CONSTRAINTS, SEGMENTS, UTTERANCES
 from schemas.tables import BRONZE, FILE_STATE, RUNS
 
 
@@ -152,3 +155,14 @@ def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
                       "no_levels": ["levels_measured"]}
     relaxed = judge({**recipe, "optional_annotators": ["quality", "levels"]})
     assert relaxed["no_mos"] is None and relaxed["no_levels"] is None and relaxed["no_text"] == ["text_checked"]
+
+
+def test_gold_enforces_its_check_constraints(spark, corpus_warehouse):
+    """gold's CHECK constraints are set when the table is created: a row that breaks one is refused."""
+    wh = corpus_warehouse["warehouse"]
+    detail = DeltaTable.forPath(spark, wh.path(UTTERANCES)).detail().first()
+    assert {k: v for k, v in detail["properties"].items() if k.startswith("delta.constraints.")} == \
+        {f"delta.constraints.{name}": check for name, check in CONSTRAINTS[UTTERANCES].items()}
+    one = spark.read.format("delta").load(wh.path(UTTERANCES)).limit(1).withColumn("duration_s", F.lit(-1.0))
+    with pytest.raises(Exception, match="duration_positive"):
+        one.write.format("delta").mode("append").save(wh.path(UTTERANCES))

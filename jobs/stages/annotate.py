@@ -140,13 +140,13 @@ def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], ma
     return work
 
 
-def _attach_table_bytes(spark, config: Config, work):
-    """Audio that lives in a table's bytes column (uri = table#key): join the bytes back in."""
+def _attach_table_bytes(spark, config: Config, work, table_sources: list[str]):
+    """Audio that lives in a table's bytes column (uri = table#key, source one of `table_sources`):
+    join the bytes back in."""
     from pyspark.sql import functions as F
 
     from jobs.sources import is_table, list_table
 
-    table_sources = [r["source"] for r in work.where(F.col("uri").contains("#")).select("source").distinct().collect()]
     contents = []
     for source in table_sources:
         kind = is_table(spark, source)
@@ -194,15 +194,17 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
                                    storage=storage_settings(spark))
     work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []),
                        int(cfg.get("max_attempts", 2)))
-    if work.isEmpty():  # a nightly run with nothing new: no staging table (two jobs and a commit saved)
+    # one job answers: is there work, how much, and which audio tables hold bytes to join back in
+    stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s"),
+                     F.collect_set(F.when(F.col("uri").contains("#"), F.col("source"))).alias("tables")).first()
+    n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
+    if n == 0:  # a nightly run with nothing new: no staging table (two jobs and a commit saved)
         log.info("annotate: nothing to do for %s", list(spec.names))
         _record_decode_failures(spark, warehouse, record.run_id)  # e.g. a new URI of undecodable audio
         return AnnotateResult(0, 0, 0.0, {}, {})
-    work = _attach_table_bytes(spark, config, work)
-    work.write.format("delta").mode("overwrite").save(staging + "_in")
+    work = _attach_table_bytes(spark, config, work, sorted(stats["tables"]))
+    work.write.format("delta").mode("overwrite").save(staging + "_in")  # the lease keeps it equal to `stats`
     work = spark.read.format("delta").load(staging + "_in")
-    stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
-    n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
     result = AnnotateResult(n, 0, 0.0, {}, {})
     n_chunks = _chunking(n, total_s, cfg, caps)
     log.info("annotate: %d files (%.2f h of audio) need work for %s; %d commit(s)", n, total_s / 3600,
@@ -215,7 +217,8 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
             part = work.where(F.col("_chunk") == chunk).drop("_chunk")
             label = f"annotate chunk {chunk + 1}/{n_chunks}"
             with StageProgress(spark, label, float(config.section("run").get("progress_log_s", 60))):
-                done = _annotate_chunk(spark, config, warehouse, spec, part, f"{staging}_{chunk}", record.run_id)
+                done = _annotate_chunk(spark, config, warehouse, spec, part, f"{staging}_{chunk}", record.run_id,
+                                       known=(n, total_s) if n_chunks == 1 else None)
             if done is None:
                 continue
             files, seconds, metrics, version = done
@@ -239,8 +242,10 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
     return result
 
 
-def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, staging: str, run_id: str):
+def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, staging: str, run_id: str,
+                    known: tuple[int, float] | None = None):
     """Annotate one chunk in the executors and commit it: one silver MERGE, then the decode outcomes.
+    `known`: the chunk's (files, audio seconds) when already counted (a run of one chunk).
     Returns (files, audio seconds, metrics, silver version) or None for an empty chunk."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -251,8 +256,10 @@ def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, sta
     from udfs.annotate import make_annotate_fn
 
     cfg = config.section("annotate")
-    stats = part.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
-    files, seconds = int(stats["n"]), float(stats["s"] or 0.0)
+    if known is None:
+        stats = part.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
+        known = int(stats["n"]), float(stats["s"] or 0.0)
+    files, seconds = known
     if files == 0:
         return None
     parallelism = spark.sparkContext.defaultParallelism
@@ -322,25 +329,41 @@ def _eta(seconds: float) -> str:
 
 
 def _metrics(spark, result, names) -> dict:
+    """Per-annotator counts, seconds and failure codes of a committed chunk, in one Spark job.
+
+    Each row becomes one entry per annotator computed for it (plus one for the row itself), grouped by
+    (annotator, status, error code): the answer is a few rows whatever the number of files, and one job
+    instead of one per annotator (with all twelve annotators the per-annotator queries cost seconds).
+    """
     from pyspark.sql import functions as F
 
-    aggs = [F.count("*").alias("annotated")]
+    entry = lambda name, status, code, seconds: F.struct(  # noqa: E731
+        F.lit(name).alias("name"), status.cast("string").alias("status"), code.cast("string").alias("code"),
+        seconds.cast("double").alias("seconds"))
+    entries = [entry("", F.lit("row"), F.lit(None), F.lit(0.0))]
     for name in names:
-        aggs += [
-            F.count(F.col(name)).alias(f"{name}__files"),
-            F.sum(F.when(F.col(name)["status"] == "ok", 1).otherwise(0)).alias(f"{name}__ok"),
-            F.sum(F.when(F.col(name)["status"] == "failed", 1).otherwise(0)).alias(f"{name}__failed"),
-            F.sum(F.when(F.col(name)["status"] == "skipped", 1).otherwise(0)).alias(f"{name}__skipped"),
-            F.sum(F.when(F.col(name).isNotNull(), F.col("annotated_by")["seconds"][name])).alias(f"{name}__seconds"),
-        ]
-    row = result.agg(*aggs).first().asDict()
-    by = {name: {k: float(row[f"{name}__{k}"] or 0) for k in ("files", "ok", "failed", "skipped", "seconds")}
-          for name in names if row[f"{name}__files"]}  # only the annotators that ran
-    errors: dict[str, int] = {}
-    for name in names:
-        for r in result.where(F.col(name)["status"] == "failed").groupBy(F.col(name)["error_code"].alias("c")).count().collect():
-            errors[f"{name}:{r['c']}"] = int(r["count"])
-    return {"annotated": int(row["annotated"]), "by_annotator": by, "errors": errors}
+        col = F.col(name)
+        entries.append(F.when(col.isNotNull(), entry(name, col["status"], F.when(col["status"] == "failed",
+                                                                                  col["error_code"]),
+                                                     F.col("annotated_by")["seconds"][name])))
+    groups = (result.select(F.explode(F.array(*entries)).alias("e")).where(F.col("e").isNotNull())
+              .groupBy("e.name", "e.status", "e.code")
+              .agg(F.count("*").alias("n"), F.sum("e.seconds").alias("seconds")).collect())
+    annotated, by, errors = 0, {}, {}
+    for g in groups:
+        if g["name"] == "":
+            annotated += int(g["n"])
+            continue
+        m = by.setdefault(g["name"], {"files": 0.0, "ok": 0.0, "failed": 0.0, "skipped": 0.0, "seconds": 0.0})
+        m["files"] += g["n"]
+        m["seconds"] += float(g["seconds"] or 0.0)
+        if g["status"] in ("ok", "failed", "skipped"):
+            m[g["status"]] += g["n"]
+        if g["status"] == "failed":
+            key = f"{g['name']}:{g['code']}"
+            errors[key] = errors.get(key, 0) + int(g["n"])
+    by = {name: by[name] for name in names if name in by}  # only the annotators that ran, in order
+    return {"annotated": annotated, "by_annotator": by, "errors": errors}
 
 
 def _record_decode_failures(spark, warehouse: Warehouse, run_id: str) -> None:
