@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,16 +116,23 @@ def main(argv=None) -> int:
         from jobs.session import local_delta_jars
 
         archive = usable_archive(local_delta_jars())
-        cfg_off = work / "levels-no-archive.yaml"
-        cfg_off.write_text("annotate: {annotators: [levels]}\nspark: {class_archive: false}\n")
-        command_s: dict[str, list[float]] = {"on": [], "off": []}
-        for _ in range(REPEATS):  # alternated, so that a slow moment of the machine hits both
-            for key, config_file in (("off", cfg_off), ("on", cfg)):
+        variants = {  # label -> spark settings; the last is the shipped default
+            "neither": {"class_archive": False, "quick_jit": False},
+            "class archive": {"class_archive": True, "quick_jit": False},
+            "class archive + C1-only JIT (default)": {"class_archive": True, "quick_jit": True},
+        }
+        configs = {}
+        for i, (label, spark_cfg) in enumerate(variants.items()):
+            configs[label] = work / f"variant-{i}.yaml"
+            configs[label].write_text(yaml.safe_dump({"annotate": {"annotators": ["levels"]}, "spark": spark_cfg}))
+        command_s: dict[str, list[float]] = {label: [] for label in variants}
+        for _ in range(REPEATS):  # interleaved, so that a slow moment of the machine hits every variant
+            for label, config_file in configs.items():
                 start = time.perf_counter()
                 subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(config_file)], cwd=REPO,
                                check=True, capture_output=True)
-                command_s[key].append(time.perf_counter() - start)
-        on_s, off_s = statistics.median(command_s["on"]), statistics.median(command_s["off"])
+                command_s[label].append(time.perf_counter() - start)
+        medians = {label: statistics.median(times) for label, times in command_s.items()}
         child = subprocess.run([sys.executable, "-m", "bench.startup_bench", "--child", str(cfg), wh], cwd=REPO,
                                check=True, capture_output=True, text=True)
         steps = json.loads(child.stdout.strip().splitlines()[-1])
@@ -134,12 +143,14 @@ def main(argv=None) -> int:
             f"{len(list(src.iterdir()))} files already annotated; local mode. The whole command as a user runs it, "
             f"median of {REPEATS} runs each:",
             "",
-            "| JVM class archive (`spark.class_archive`) | wall s |",
-            "| --- | ---: |",
-            f"| off | {off_s:.1f} |",
-            f"| on{'' if archive else ' (no archive was found: same as off)'} | **{on_s:.1f}** |",
+            "| local driver JVM | spark settings | wall s |",
+            "| --- | --- | ---: |",
+            *[f"| {label} | `class_archive: {str(v['class_archive']).lower()}`, `quick_jit: {str(v['quick_jit']).lower()}`"
+              f"{'' if archive or not v['class_archive'] else ' (no archive was found: none used)'} | "
+              f"{'**' if i == len(variants) - 1 else ''}{medians[label]:.1f}{'**' if i == len(variants) - 1 else ''} |"
+              for i, (label, v) in enumerate(variants.items())],
             "",
-            f"The same steps timed one by one in a fresh process, archive {'on' if archive else 'off (none made)'} "
+            f"The same steps timed one by one in a fresh process, default settings{'' if archive else ' (no archive made)'} "
             f"({total:.1f} s):",
             "",
             "| step | seconds | share |",
