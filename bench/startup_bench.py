@@ -113,14 +113,18 @@ def main(argv=None) -> int:
         subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
                        capture_output=True)
         from jobs.class_archive import usable_archive
+        from jobs.config import load_config
         from jobs.session import local_delta_jars
 
         archive = usable_archive(local_delta_jars())
-        variants = {  # label -> spark settings; the last is the shipped default
+        defaults = load_config(overrides={"warehouse": wh}).section("spark")
+        variants = {  # label -> spark settings
             "neither": {"class_archive": False, "quick_jit": False},
             "class archive": {"class_archive": True, "quick_jit": False},
-            "class archive + C1-only JIT (default)": {"class_archive": True, "quick_jit": True},
+            "class archive + C1-only JIT": {"class_archive": True, "quick_jit": True},
         }
+        shipped = next((label for label, v in variants.items()
+                        if all(defaults.get(k) == x for k, x in v.items())), None)
         configs = {}
         for i, (label, spark_cfg) in enumerate(variants.items()):
             configs[label] = work / f"variant-{i}.yaml"
@@ -145,12 +149,14 @@ def main(argv=None) -> int:
             "",
             "| local driver JVM | spark settings | wall s |",
             "| --- | --- | ---: |",
-            *[f"| {label} | `class_archive: {str(v['class_archive']).lower()}`, `quick_jit: {str(v['quick_jit']).lower()}`"
+            *[f"| {label}{' (default)' if label == shipped else ''} | `class_archive: {str(v['class_archive']).lower()}`, "
+              f"`quick_jit: {str(v['quick_jit']).lower()}`"
               f"{'' if archive or not v['class_archive'] else ' (no archive was found: none used)'} | "
-              f"{'**' if i == len(variants) - 1 else ''}{medians[label]:.1f}{'**' if i == len(variants) - 1 else ''} |"
-              for i, (label, v) in enumerate(variants.items())],
+              f"{'**' if label == shipped else ''}{medians[label]:.1f}{'**' if label == shipped else ''} |"
+              for label, v in variants.items()],
             "",
-            f"The same steps timed one by one in a fresh process, default settings{'' if archive else ' (no archive made)'} "
+            f"The same steps timed one by one in a fresh process, default settings{'' if archive else ' (no archive made)'}, "
+            f"`quick_jit: {str(defaults.get('quick_jit')).lower()}` "
             f"({total:.1f} s):",
             "",
             "| step | seconds | share |",

@@ -76,13 +76,14 @@ def _java_options(class_archive_flag: str, quick_jit: bool) -> str:
     """The local driver JVM's options.
 
     A quiet console: our log4j2 settings (warnings, minus the ones nobody can act on). `quick_jit`: the
-    JIT stops at C1 (-XX:TieredStopAtLevel=1). A local command's JVM lives for seconds to minutes and its
-    hot code (Delta's log replay, query planning, janino) changes from step to step, so C2's optimising
-    compiles, which compete with the work for the few cores, rarely pay back; measured in BENCHMARKS.md
-    ("Fixed cost").
+    JIT stops at C1 (-XX:TieredStopAtLevel=1), which shortens short commands (BENCHMARKS.md, "Fixed
+    cost"). It is off by default: with it the JVM's code cache shrinks to 48 MiB, and `make run` filled it
+    ("CodeCache is full. Compiler has been disabled."), after which the JVM interprets; the full
+    240 MiB cache is kept here, but long runs with C1 alone are not measured yet.
     """
+    quick = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m" if quick_jit else ""
     return " ".join(filter(None, [f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}", class_archive_flag,
-                                  "-XX:TieredStopAtLevel=1" if quick_jit else ""]))
+                                  quick]))
 
 
 def build_session(config: Config, app_name: str | None = None, archive_classes_to: str | None = None):
@@ -141,7 +142,7 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
             archive_flag = f"-XX:SharedArchiveFile={archive}" if archive else ""
             if not archive:
                 log.debug("no class archive for this Java and class path (`make setup` makes one)")
-        conf["spark.driver.extraJavaOptions"] = _java_options(archive_flag, bool(spark_cfg.get("quick_jit", True)))
+        conf["spark.driver.extraJavaOptions"] = _java_options(archive_flag, bool(spark_cfg.get("quick_jit", False)))
         # no "hostname resolves to a loopback address" warning (local mode binds to the loopback anyway)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
