@@ -1,9 +1,10 @@
 """The warehouse: Delta tables in a folder (or object-store URI), registered in the session's catalog.
 
 Each table lives at `<warehouse>/<database>/<table>`. The Delta folders are the source of truth, so the
-warehouse needs no separate metastore service: every voxlake session (re)registers the tables it finds
-there, which is what lets `voxlake ingest` and a later `voxlake sql` see the same tables. On a cluster with
-its own metastore (Hive, Unity) the same `CREATE TABLE ... LOCATION` statements register them there.
+warehouse needs no separate metastore service: a session that queries tables by name (`voxlake sql`,
+report, export) registers the tables it finds there, which is what lets `voxlake ingest` and a later
+`voxlake sql` see the same tables. With a persistent catalog (a Hive metastore on a cluster) every job
+registers them there with the same `CREATE TABLE ... LOCATION` statements.
 """
 from __future__ import annotations
 
@@ -34,30 +35,37 @@ class Warehouse:
         return f"{self.root}/{spec.database}/{spec.name}"
 
     def attach(self, specs=None) -> None:
-        """Create missing tables and register all of them in this session's catalog."""
+        """Create missing tables, upgrade older ones, and register them where registering lasts.
+
+        The stages address tables by path. Registering names (and the views) only outlives this command
+        in a persistent catalog (a Hive metastore on a cluster); in Spark's default in-memory catalog it
+        cost ~2 s of every command and was gone when the command ended. `voxlake sql`, `report` and
+        `export` register what they read (attach_existing).
+        """
         from delta.tables import DeltaTable
 
         from jobs.catalog import CONSTRAINTS, tables
 
         specs = tables() if specs is None else specs
+        register = self.catalog_persists()
         previous = self.spark.conf.get(ATTACHED_CONF, None)
         for spec in specs:
-            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
             location = self.path(spec)
-            if previous and previous != self.root:
-                self.spark.sql(f"DROP TABLE IF EXISTS {spec.qualified}")  # external: data stays
-            if DeltaTable.isDeltaTable(self.spark, location):
-                self.spark.sql(
-                    f"CREATE TABLE IF NOT EXISTS {spec.qualified} USING DELTA LOCATION '{location}'"
-                )
+            if register:
+                self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
+                if previous and previous != self.root:
+                    self.spark.sql(f"DROP TABLE IF EXISTS {spec.qualified}")  # external: data stays
+            if self.table_version(spec) is not None:
+                if register:
+                    self.spark.sql(
+                        f"CREATE TABLE IF NOT EXISTS {spec.qualified} USING DELTA LOCATION '{location}'"
+                    )
                 self._add_missing_columns(spec)
                 continue
-            builder = (
-                DeltaTable.createIfNotExists(self.spark)
-                .tableName(spec.qualified)
-                .addColumns(spec.schema)
-                .location(location)
-            )
+            builder = DeltaTable.createIfNotExists(self.spark)
+            if register:
+                builder = builder.tableName(spec.qualified)
+            builder = builder.addColumns(spec.schema).location(location)
             if spec.partition_by:
                 builder = builder.partitionedBy(*spec.partition_by)
             # CHECK constraints are the table properties delta.constraints.<name>: set in the creating
@@ -67,8 +75,13 @@ class Warehouse:
                 builder = builder.property(f"delta.constraints.{name}", check)
             builder.execute()
             log.info("created table %s at %s", spec.qualified, location)
-        self.spark.conf.set(ATTACHED_CONF, self.root)
-        self.create_views()
+        if register:
+            self.spark.conf.set(ATTACHED_CONF, self.root)
+            self.create_views()
+
+    def catalog_persists(self) -> bool:
+        """True when table names registered in this session outlive it (Spark's Hive catalog)."""
+        return self.spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory"
 
     def _add_missing_columns(self, spec: TableSpec) -> None:
         """Upgrade a table written by an older voxlake: add the columns and struct fields it lacks
@@ -87,7 +100,7 @@ class Warehouse:
 
         for name, dtype in missing(current, spec.schema, ""):
             quoted = ".".join(f"`{part}`" for part in name.split("."))
-            self.spark.sql(f"ALTER TABLE {spec.qualified} ADD COLUMNS ({quoted} {dtype.simpleString()})")
+            self.spark.sql(f"ALTER TABLE delta.`{self.path(spec)}` ADD COLUMNS ({quoted} {dtype.simpleString()})")
             log.info("upgraded %s: added column %s", spec.qualified, name)
 
     def create_views(self) -> None:
