@@ -162,13 +162,32 @@ def _attach_table_bytes(spark, config: Config, work, table_sources: list[str]):
     return work.join(all_content, "uri", "left")
 
 
-def _deal_to_tasks(work, n_tasks: int):
-    """Spread files over tasks by a hash of their id, longest first within a task: no global ordering
-    (which would move every row to one partition), and with many files per task the audio seconds per
-    task even out."""
+def _deal_to_tasks(spark, work, n_tasks: int):
+    """Spread files over tasks by audio seconds (udfs.deal: longest first onto the least-loaded task,
+    per input partition, without a global ordering), longest first within a task."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegerType, StructField, StructType
+
+    from udfs.deal import TASK_COLUMN, make_dealer
+
+    longest_first = F.col("duration_s").desc_nulls_last()
+    schema = StructType(work.schema.fields + [StructField(TASK_COLUMN, IntegerType(), False)])
+    dealt = work.sortWithinPartitions(longest_first).mapInPandas(make_dealer(_partition_keys(spark, n_tasks)),
+                                                                 schema)
+    return dealt.repartition(n_tasks, TASK_COLUMN).sortWithinPartitions(longest_first).drop(TASK_COLUMN)
+
+
+def _partition_keys(spark, n: int) -> list[int]:
+    """For each partition i of a hash repartition into n, an int that Spark's partitioner sends there
+    (the partition of a row is pmod(hash(key), n), as in SQL). One small job; n rows come back."""
     from pyspark.sql import functions as F
 
-    return work.repartition(n_tasks, "audio_id").sortWithinPartitions(F.col("duration_s").desc_nulls_last())
+    rows = (spark.range(0, 64 * n).select(F.col("id").cast("int").alias("k"))
+            .groupBy(F.expr(f"pmod(hash(k), {n})").alias("p")).agg(F.min("k").alias("k")).collect())
+    keys = {int(r["p"]): int(r["k"]) for r in rows}
+    if len(keys) != n:  # 64n consecutive ints miss a residue with probability about n * e^-64
+        raise RuntimeError(f"no key found for some of {n} partitions")
+    return [keys[i] for i in range(n)]
 
 
 def _chunking(n: int, total_s: float, cfg: dict, caps: dict) -> int:
@@ -265,7 +284,7 @@ def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, sta
     parallelism = spark.sparkContext.defaultParallelism
     n_tasks = max(1, min(files, max(parallelism, math.ceil(seconds / float(cfg.get("target_task_s", 900))))))
     out_schema = StructType([StructField(c, StringType()) for c in spec.output_columns()])
-    raw = _deal_to_tasks(part, n_tasks).mapInPandas(make_annotate_fn(spec), out_schema)
+    raw = _deal_to_tasks(spark, part, n_tasks).mapInPandas(make_annotate_fn(spec), out_schema)
     parsed = raw.select(
         "audio_id",
         F.from_json("decode", DECODE).alias("decode"),
