@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import FAILED, OK, SKIPPED, Annotator, AudioItem, Resources, params_hash
+from annotators.whisper_features import as_int16_grid
 from annotators.whisper_pack import PackSettings, transcribe_packed
 from schemas.errors import ErrorCode
 
@@ -47,19 +48,6 @@ DECODE_OPTIONS = ("beam_size", "temperature", "condition_on_previous_text", "wor
 
 
 MIN_SAMPLES = 400  # 25 ms at 16 kHz: one Whisper analysis window
-
-
-def as_int16_grid(x: np.ndarray) -> np.ndarray:
-    """Round to 16-bit steps, as faster-whisper's own decode_audio does (FFmpeg converts to s16 there).
-
-    Beam search is sensitive to input noise at that level: without this, a third of the corpus files
-    came out with a different comma or word than bare faster-whisper on the same file.
-    """
-    out = np.empty(len(x), np.float32)
-    step = 960_000  # a minute at a time: the float temporaries of a long file's whole signal are GBs
-    for a in range(0, len(x), step):
-        out[a: a + step] = np.clip(np.rint(x[a: a + step] * 32768.0), -32768, 32767) / 32768.0
-    return out
 
 
 class Asr(Annotator):
@@ -148,10 +136,13 @@ class Asr(Annotator):
     def _transcribe(self, items: list[AudioItem]) -> list[dict]:
         if not items:
             return []
-        audios = [as_int16_grid(i.samples) for i in items]
+        # BatchedWhisper rounds to 16-bit steps a stretch at a time (no second copy of a long file's
+        # signal: 659 MiB for three hours); packing joins short clips, rounded here first
+        pack = self.params["pack_short_clips"]
+        audios = [as_int16_grid(i.samples) if pack else i.samples for i in items]
         languages = [self.params["language"]] * len(items)
         try:
-            if self.params["pack_short_clips"]:
+            if pack:
                 decoded = transcribe_packed(self.batched, audios, languages, PackSettings())
             else:
                 decoded = self.batched.transcribe(audios, languages)

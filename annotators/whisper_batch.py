@@ -155,14 +155,16 @@ class BatchedWhisper:
 
     # ---- public
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None]) -> list[tuple[list, LanguageInfo]]:
-        """(segments, language info) per audio (16 kHz float32), in order; `languages[i]` forces one."""
+        """(segments, language info) per audio (16 kHz float32), in order; `languages[i]` forces one.
+        The audio is rounded to 16-bit steps as its features are computed, as faster-whisper's own
+        decode_audio delivers it (already rounded audio stays as it is)."""
         pending = list(range(len(audios)))
         active: list[_File] = []
         done: dict[int, _File] = {}
         while pending or active:
             while pending and len(active) < self.batch_size:  # features only when a file takes a slot
                 i = pending.pop(0)
-                active.append(_File(i, log_mel(self.model.feature_extractor, audios[i]), languages[i]))
+                active.append(_File(i, log_mel(self.model.feature_extractor, audios[i], int16_grid=True), languages[i]))
             self._round(active)
             for f in [f for f in active if f.done]:
                 done[f.index] = f

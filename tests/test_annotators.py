@@ -359,7 +359,8 @@ def test_speech_mask_helpers_agree_with_a_whole_mask():
 def test_whisper_features_in_pieces_equal_faster_whispers(monkeypatch, corpus_dir):
     """Whisper's log-mel features computed a minute at a time equal FeatureExtractor's whole-file pass,
     bit for bit (pieces of 6,000 frames; pieces of 16 frames differed in the last bit on some inputs),
-    and short clips are unchanged."""
+    and short clips are unchanged; rounded to 16-bit steps stretch by stretch, they equal the
+    features of the rounded whole signal (ASR keeps no rounded copy of a long file)."""
     from faster_whisper.feature_extractor import FeatureExtractor
 
     import annotators.whisper_features as wf
@@ -367,8 +368,12 @@ def test_whisper_features_in_pieces_equal_faster_whispers(monkeypatch, corpus_di
     extractor = FeatureExtractor()
     x = np.concatenate([load_16k(corpus_dir / "speech/en/jfk.flac")] * 12)  # 132 s: three pieces
     assert x.shape[0] > 2 * wf.PIECE_FRAMES * 160
-    for audio in (x, x[:16000 * 4 + 77], x[:500]):
+    noisy = x + np.random.default_rng(5).normal(0, 1e-4, len(x)).astype(np.float32)  # off the 16-bit grid
+    for audio in (noisy, noisy[:16000 * 4 + 77], noisy[:500]):
         np.testing.assert_array_equal(wf.log_mel(extractor, audio), extractor(audio))
+        np.testing.assert_array_equal(wf.log_mel(extractor, audio, int16_grid=True),
+                                      extractor(wf.as_int16_grid(audio)))
+    assert not np.array_equal(wf.log_mel(extractor, noisy[:500], int16_grid=True), extractor(noisy[:500]))
 
 
 def test_snr_in_pieces_equals_one_pass(ann, monkeypatch, speech):
