@@ -55,7 +55,7 @@ def phases(config_file: str, warehouse: str) -> list[tuple[str, float]]:
     lease.__enter__()
     mark("warehouse lease (claim, settle)")
     wh.attach()
-    mark("attach tables (Delta log replay, views)")
+    mark("attach tables (create missing, check schemas)")
     reap_dead_runs(wh, 300, own_run_id=record.run_id)
     mark("reap dead runs")
     select = stage.select_work
