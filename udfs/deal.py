@@ -1,8 +1,8 @@
 """Deal files to tasks so that each task gets about the same audio seconds.
 
 Dealing by a hash of the file id leaves the tasks' loads to chance: the 46 English corpus files hash 29
-to one task and 17 to the other, and in an asr-only run the first task ended 22 s before the second
-(of 78 s). Sorting every file globally would balance them but moves all rows through one ordering.
+to one task and 17 to the other, and in an asr-only run (beside another benchmark) the first task
+ended 22 s before the second (of 78 s). Sorting every file globally would balance them but moves all rows through one ordering.
 Instead each input partition, sorted longest first within itself, packs its files one by one onto the
 least-loaded task (the LPT rule): every partition's share is balanced to within its longest file, so
 the sums are too. Rows stream through batch by batch; nothing holds a whole partition.
