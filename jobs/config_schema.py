@@ -19,7 +19,7 @@ NULLABLE = {
 }
 # counts: whole numbers only (every other numeric key takes any number)
 INTEGER = {"link.hash_rows", "link.hash_bands", "link.minhash_tables", "link.max_rounds", "link.seed",
-           "ingest.files_per_task", "ingest.max_file_bytes", "annotate.files_per_batch", "annotate.max_attempts",
+           "ingest.files_per_task", "ingest.bytes_per_task", "ingest.max_file_bytes", "annotate.files_per_batch", "annotate.max_attempts",
            "annotate.max_worker_deaths"}
 # thresholds that may be switched off with null (a range with both bounds null is not checked)
 NULL_OK_UNDER = ("publish.recipe.", "publish.critical.")

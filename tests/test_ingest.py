@@ -186,3 +186,17 @@ def test_corpus_probes_match_the_manifest(spark, corpus_dir, corpus_manifest, co
         assert r["duration_s"] == pytest.approx(float(m["duration_s"]), abs=tol), m["path"]
         if m["reference_transcript"]:
             assert r["reference_text"] == m["reference_transcript"], "manifest fields reach bronze"
+
+
+def test_probe_tasks_are_as_large_as_their_bounds_allow():
+    """Small files share few tasks (each task has a fixed cost); bytes and files bound a task; every core
+    gets a task while there are files to share."""
+    from jobs.stages.ingest import _probe_tasks
+
+    cfg = {"files_per_task": 5000, "bytes_per_task": 1 << 30}
+    assert _probe_tasks(10_000, 32 << 20, cfg, cores=2) == 2  # 10,000 small files: one task a core
+    assert _probe_tasks(12_000, 32 << 20, cfg, cores=2) == 3  # no task over 5,000 files
+    assert _probe_tasks(100, 50 << 30, cfg, cores=2) == 50  # no task over 1 GiB
+    assert _probe_tasks(10_000, 32 << 20, cfg, cores=16) == 16  # every core busy...
+    assert _probe_tasks(3, 3 << 10, cfg, cores=16) == 3  # ...while there are files to share
+    assert _probe_tasks(0, 0, cfg, cores=2) == 1
