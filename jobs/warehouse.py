@@ -52,8 +52,10 @@ class Warehouse:
             for database in sorted({spec.database for spec in specs}):
                 self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
         # Each table is its own Delta log, so they are created (or checked) side by side: one at a time,
-        # the seven tables of a new warehouse took ~5 s, nearly all of it driver-side waits per commit.
-        with ThreadPoolExecutor(max_workers=min(8, len(specs)) or 1, thread_name_prefix="voxlake-attach") as pool:
+        # the seven tables of a new warehouse took 5.2 s, side by side 2.7 s (event logs). Registering in a
+        # persistent catalog stays one table at a time: concurrent metastore calls are not tested here.
+        workers = 1 if register else max(1, min(8, len(specs)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxlake-attach") as pool:
             for done in [pool.submit(self._attach_one, spec, register, previous) for spec in specs]:
                 done.result()  # the first failure, if any, raised here
         if register:
