@@ -11,7 +11,7 @@ from conftest import REPO, quarantine_rows
 
 from jobs.ledger import RunRecord, write_run
 from jobs.stages.ingest import run_ingest
-from schemas.tables import BRONZE, FILE_STATE
+from schemas.tables import BRONZE, FILE_STATE, RUNS
 
 
 def ingest(spark, wh, config):
@@ -200,3 +200,23 @@ def test_probe_tasks_are_as_large_as_their_bounds_allow():
     assert _probe_tasks(10_000, 32 << 20, cfg, cores=16) == 16  # every core busy...
     assert _probe_tasks(3, 3 << 10, cfg, cores=16) == 3  # ...while there are files to share
     assert _probe_tasks(0, 0, cfg, cores=2) == 1
+
+
+def test_the_ledger_row_reads_back_as_it_was_recorded(spark, tmp_path, make_config, warehouse_for):
+    """ops.runs is written from literals (no Python worker): maps, empty maps, nulls and times survive."""
+    from datetime import UTC, datetime
+
+    wh = warehouse_for(make_config(warehouse=tmp_path / "wh"))
+    record = RunRecord(job="ingest", config_hash="c0ffee")
+    record.status, record.audio_seconds, record.rows_in = "failed", 12.5, 7
+    record.stage_seconds = {"ingest": 1.25, "annotate.asr": 3.0}
+    record.delta_versions = {"bronze.audio_files": 4}
+    record.finished_at = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    write_run(wh, record)
+    rows = spark.read.format("delta").load(wh.path(RUNS)).collect()
+    assert len(rows) == 1
+    got, want = rows[0].asDict(), record.as_row()
+    for key in ("started_at", "finished_at"):  # Spark returns session-local naive times
+        assert got.pop(key).astimezone(UTC) == want.pop(key)
+    assert got == want
+    assert got["errors_by_code"] == {} and got["validation_success"] is None and got["message"] is None
