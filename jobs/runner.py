@@ -179,7 +179,9 @@ def print_summary(results: dict, record: RunRecord) -> None:
     if ingest:
         lines += [
             f"  listed            {ingest.listed} files",
-            f"  new or changed    {ingest.new_or_changed}",
+            f"  new or changed    {ingest.new_or_changed}"
+            + (f" (the listing bronze@{ingest.unchanged_since} was brought in line with)"
+               if ingest.unchanged_since is not None else ""),
             f"  probed ok         {ingest.probed_ok} ({ingest.audio_seconds / 3600:.3f} h of audio)",
             f"  quarantined       {ingest.quarantined}"
             + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(ingest.errors_by_code.items())) + ")"

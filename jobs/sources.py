@@ -175,7 +175,7 @@ def list_inputs(spark, config: Config):
     cfg = config.section("ingest")
     if not config.sources and not config.manifests:
         raise ConfigError("nothing to ingest: pass --source PATH and/or --manifest FILE")
-    frames, bad_frames = [], []
+    frames, bad_frames, folders = [], [], 0
     for priority, manifest in enumerate(config.manifests):
         good, bad = _list_manifest(spark, manifest)
         frames.append(good.withColumn("_prio", F.lit(priority)).withColumn("content", F.lit(None).cast("binary")))
@@ -189,6 +189,7 @@ def list_inputs(spark, config: Config):
                 df = df.withColumn("content", F.lit(None).cast("binary"))
             frames.append(df.withColumn("_prio", F.lit(1000)))
         else:
+            folders += 1
             frames.append(
                 _list_folder(spark, uri, cfg["extensions"])
                 .withColumn("_prio", F.lit(2000))
@@ -197,9 +198,13 @@ def list_inputs(spark, config: Config):
     listing = frames[0]
     for df in frames[1:]:
         listing = listing.unionByName(df)
-    # One row per uri: a manifest's fields win over a bare folder listing of the same file.
-    w = Window.partitionBy("uri").orderBy("_prio")
-    listing = listing.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank", "_prio")
+    if not (len(frames) == 1 and folders == 1):
+        # One row per uri: a manifest's fields win over a bare folder listing of the same file, and a
+        # uri a manifest or table names twice is kept once. A single folder lists each file once, so
+        # it skips this shuffle.
+        w = Window.partitionBy("uri").orderBy("_prio")
+        listing = listing.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+    listing = listing.drop("_prio")
     bad = bad_frames[0] if bad_frames else None
     for df in bad_frames[1:]:
         bad = bad.unionByName(df)

@@ -220,3 +220,61 @@ def test_the_ledger_row_reads_back_as_it_was_recorded(spark, tmp_path, make_conf
         assert got.pop(key).astimezone(UTC) == want.pop(key)
     assert got == want
     assert got["errors_by_code"] == {} and got["validation_success"] is None and got["message"] is None
+
+
+def test_an_unchanged_listing_skips_the_plan_and_every_change_is_seen(spark, tmp_path, make_config, warehouse_for):
+    """A rerun whose listing is the one bronze was brought in line with stops before the plan
+    (jobs.listing_digest); a changed, new or deleted file, an edited manifest, another commit to bronze or
+    an unreadable record each send the run through the full plan again."""
+    from jobs.listing_digest import _record_path
+
+    src = tmp_path / "clips"
+    for i in range(4):
+        write_wav(src / f"c{i}.wav", tone(freq=300 + 50 * i, seconds=0.3))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"path": "clips/c0.wav", "text": "one"}) + "\n")
+    config = make_config(sources=[src], manifests=[manifest])
+    wh = warehouse_for(config)
+
+    def rerun(expect_shortcut: bool, new_or_changed: int = 0):
+        result = ingest(spark, wh, config)
+        assert (result.unchanged_since is not None) == expect_shortcut, result
+        assert result.new_or_changed == new_or_changed, result
+        assert result.listed == len(list(src.glob("*.wav")))
+        return result
+
+    first = ingest(spark, wh, config)
+    assert first.new_or_changed == 4 and first.unchanged_since is None
+    versions = (wh.table_version(BRONZE), wh.table_version(FILE_STATE))
+    assert rerun(True).unchanged_since == versions[0], "right after the commit that took the listing in"
+    assert (wh.table_version(BRONZE), wh.table_version(FILE_STATE)) == versions, "the shortcut commits nothing"
+
+    write_wav(src / "c1.wav", tone(freq=999, seconds=0.5))  # new bytes at a listed uri
+    os.utime(src / "c1.wav", (time.time() + 5, time.time() + 5))
+    rerun(False, new_or_changed=1)
+    assert bronze(spark, wh)[f"file:{src}/c1.wav"]["duration_s"] == pytest.approx(0.5)
+    rerun(True)
+
+    write_wav(src / "c4.wav", tone(seconds=0.2))  # a new file
+    rerun(False, new_or_changed=1)
+    rerun(True)
+
+    (src / "c4.wav").unlink()  # a deleted file
+    assert rerun(False).deleted == 1
+    rerun(True)
+
+    manifest.write_text(json.dumps({"path": "clips/c0.wav", "text": "one, edited"}) + "\n")  # a manifest edit
+    rerun(False, new_or_changed=1)
+    assert bronze(spark, wh)[f"file:{src}/c0.wav"]["reference_text"] == "one, edited"
+    rerun(True)
+
+    other = tmp_path / "other"  # another source's ingest commits to bronze: this listing plans in full once
+    write_wav(other / "o.wav", tone(seconds=0.2))
+    assert ingest(spark, wh, make_config(sources=[other], warehouse=wh.root)).new_or_changed == 1
+    rerun(False)
+    rerun(True)
+
+    wh.write_text(_record_path(wh, config), "{not json")  # a record cut short: a full plan, no error
+    rerun(False)
+    rerun(True)
+    assert spark.read.format("delta").load(wh.path(BRONZE)).count() == 6  # c0-c4 (c4 marked deleted) and o
