@@ -2,16 +2,17 @@
 
 Planning a rerun joins the whole listing with bronze, and on a local driver the first query over a Delta
 table is the dearest part of a command (in a profile of a no-op ingest of 10,000 files, the plan's one
-job, bronze's snapshot and the join, took 9.2 s of 20.8 s). Whether there is anything to do depends only on the listing (each file's uri
-and fingerprint: size, mtime, manifest fields; the bad manifest lines) and on bronze. So when a run has
-brought bronze in line with a listing (it committed what the listing had, or found nothing to do), it
-records that listing's digest next to bronze's version. A later run whose listing has the same digest,
-over the same sources, code and ingest settings, while bronze is still at that version, has nothing to
-do either, and stops before the plan.
+job, bronze's snapshot and the join, took 9.2 s of 20.8 s). Whether there is anything to do depends
+only on the listing (each file's uri and fingerprint: size, mtime, manifest fields; the bad manifest
+lines), on the run's sources and on bronze. So when a run has brought bronze in line with a listing (it
+committed what the listing had, or found nothing to do), it records that listing's digest next to
+bronze's version. A later run whose listing has the same digest, over the same sources, code and ingest
+settings, while bronze is still at that version, has nothing to do either, and stops before the plan.
 
 Anything that could change the answer changes the digest or the version: a new, changed or deleted
 file, an edited manifest, another source set or setting (another record), any commit to bronze (other
-sources' ingests, `voxlake maintain`), another voxlake version. The record is a small JSON file under
+sources' ingests, `voxlake maintain`), another voxlake version. What the full plan cannot see either (new
+bytes with the same size and mtime) stays unseen. The record is a small JSON file under
 `<warehouse>/_state/ingest/`, written through Hadoop's FileSystem like the run claims; losing it costs
 one full plan, never a wrong answer.
 """
