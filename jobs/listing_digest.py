@@ -9,12 +9,12 @@ committed what the listing had, or found nothing to do), it records that listing
 bronze's version. A later run whose listing has the same digest, over the same sources, code and ingest
 settings, while bronze is still at that version, has nothing to do either, and stops before the plan.
 
-Anything that could change the answer changes the digest or the version: a new, changed or deleted
-file, an edited manifest, another source set or setting (another record), any commit to bronze (other
-sources' ingests, `voxlake maintain`), another voxlake version. What the full plan cannot see either (new
-bytes with the same size and mtime) stays unseen. The record is a small JSON file under
-`<warehouse>/_state/ingest/`, written through Hadoop's FileSystem like the run claims; losing it costs
-one full plan, never a wrong answer.
+Anything that could change the answer changes the digest, the version or the record's context: a new,
+changed or deleted file, an edited manifest, another source set (another record), any commit to bronze
+(other sources' ingests, `voxlake maintain`), other ingest settings, another voxlake version. What the
+full plan cannot see either (new bytes with the same size and mtime) stays unseen. The record is a small
+JSON file under `<warehouse>/_state/ingest/`, one per source set, written through Hadoop's FileSystem
+like the run claims; losing it costs one full plan, never a wrong answer.
 """
 from __future__ import annotations
 
@@ -66,17 +66,23 @@ def survey(listing, bad_lines, unstated) -> ListingSurvey:
 
 
 def _record_path(warehouse: Warehouse, config: Config) -> str:
-    """One record per source set, ingest settings and code version."""
-    from jobs.ledger import code_version
+    """One record per source set (rewritten by each run over it, so records do not pile up)."""
     from jobs.sources import source_uris
 
-    key = json.dumps({"sources": source_uris(config), "ingest": config.section("ingest"),
-                      "code": code_version()}, sort_keys=True, default=str)
+    key = json.dumps(source_uris(config))
     return f"{warehouse.root}/_state/ingest/{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
 
+def _context(config: Config) -> str:
+    """What else must be the same for a recorded answer to hold: the ingest settings and the code."""
+    from jobs.ledger import code_version
+
+    blob = json.dumps({"ingest": config.section("ingest"), "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
 def unchanged(warehouse: Warehouse, config: Config, seen: ListingSurvey, bronze_version: int | None) -> bool:
-    """True when this listing is the one recorded against bronze's current version."""
+    """True when this listing is the one recorded against bronze's current version, by this code."""
     path = _record_path(warehouse, config)
     if bronze_version is None or not warehouse.exists(path):
         return False
@@ -85,7 +91,8 @@ def unchanged(warehouse: Warehouse, config: Config, seen: ListingSurvey, bronze_
     except Exception:  # unreadable (cut short, foreign): plan as usual, the next record replaces it
         log.debug("listing record %s unreadable", path, exc_info=True)
         return False
-    return recorded.get("digest") == seen.digest and recorded.get("bronze_version") == bronze_version
+    return (recorded.get("digest"), recorded.get("bronze_version"), recorded.get("context")) == (
+        seen.digest, bronze_version, _context(config))
 
 
 def remember(warehouse: Warehouse, config: Config, seen: ListingSurvey, bronze_version: int | None) -> None:
@@ -93,8 +100,8 @@ def remember(warehouse: Warehouse, config: Config, seen: ListingSurvey, bronze_v
     if bronze_version is None:
         return
     try:
-        warehouse.write_text(_record_path(warehouse, config),
-                             json.dumps({"digest": seen.digest, "bronze_version": bronze_version,
-                                         "listed": seen.listed}))
+        warehouse.write_text(_record_path(warehouse, config), json.dumps(
+            {"digest": seen.digest, "bronze_version": bronze_version, "context": _context(config),
+             "listed": seen.listed}))
     except Exception:  # the next run plans in full; nothing is wrong
         log.warning("could not record the ingest listing digest", exc_info=True)

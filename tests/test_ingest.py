@@ -274,6 +274,13 @@ def test_an_unchanged_listing_skips_the_plan_and_every_change_is_seen(spark, tmp
     rerun(False)
     rerun(True)
 
+    other_settings = make_config(sources=[src], manifests=[manifest], warehouse=wh.root,
+                                 ingest={"max_file_bytes": 1 << 30})
+    assert ingest(spark, wh, other_settings).unchanged_since is None, "other ingest settings: a full plan"
+    assert ingest(spark, wh, other_settings).unchanged_since is not None
+    rerun(False)  # one record per source set: the settings of the last run over it
+    rerun(True)
+
     wh.write_text(_record_path(wh, config), "{not json")  # a record cut short: a full plan, no error
     rerun(False)
     rerun(True)
