@@ -101,7 +101,6 @@ def remember(warehouse: Warehouse, config: Config, seen: ListingSurvey, bronze_v
         return
     try:
         warehouse.write_text(_record_path(warehouse, config), json.dumps(
-            {"digest": seen.digest, "bronze_version": bronze_version, "context": _context(config),
-             "listed": seen.listed}))
+            {"digest": seen.digest, "bronze_version": bronze_version, "context": _context(config)}))
     except Exception:  # the next run plans in full; nothing is wrong
         log.warning("could not record the ingest listing digest", exc_info=True)
