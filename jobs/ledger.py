@@ -111,4 +111,4 @@ def _one_row(spark, row: dict):
         else:
             column = F.lit(value)
         columns.append(column.cast(column_type.dataType).alias(column_type.name))
-    return spark.range(1).select(*columns)
+    return spark.range(0, 1, 1, numPartitions=1).select(*columns)  # one task writes it (no empty second task)

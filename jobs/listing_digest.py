@@ -31,15 +31,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ListingSurvey:
-    """What one pass over the listing says: files listed, listed without size/mtime, and its digest."""
+    """What one pass over the listing says: files listed, listed without size/mtime, their bytes (of
+    those with a size) and the listing's digest."""
 
     listed: int
     unstated: int
     digest: str
+    bytes: int = 0
 
 
 def survey(listing, bad_lines, unstated) -> ListingSurvey:
-    """One job over the listing (and bad manifest lines): counts and an order-free digest.
+    """One job over the listing (and bad manifest lines): counts, bytes and an order-free digest.
 
     The digest is two independent 64-bit hashes of each row, XORed over the rows (uris are unique in
     the listing, so no two rows cancel), plus the row counts: a set digest Spark computes without
@@ -49,12 +51,14 @@ def survey(listing, bad_lines, unstated) -> ListingSurvey:
 
     rows = listing.select(
         "uri", F.coalesce(F.col("fingerprint"), F.lit("")).alias("what"), F.lit(True).alias("_file"),
-        unstated.alias("_unstated"))
+        unstated.alias("_unstated"), "size_bytes")
     if bad_lines is not None:
         rows = rows.unionByName(bad_lines.select(
-            "uri", F.col("bad_line").alias("what"), F.lit(False).alias("_file"), F.lit(False).alias("_unstated")))
+            "uri", F.col("bad_line").alias("what"), F.lit(False).alias("_file"), F.lit(False).alias("_unstated"),
+            F.lit(None).cast("long").alias("size_bytes")))
     row = rows.agg(
         F.count(F.when(F.col("_file"), 1)).alias("listed"),
+        F.coalesce(F.sum("size_bytes"), F.lit(0)).alias("bytes"),
         F.count(F.when(~F.col("_file"), 1)).alias("bad"),
         F.count(F.when(F.col("_unstated"), 1)).alias("unstated"),
         F.bit_xor(F.xxhash64(F.lit("voxlake-a"), "uri", "what", "_file")).alias("h1"),
@@ -62,7 +66,7 @@ def survey(listing, bad_lines, unstated) -> ListingSurvey:
     ).first()
     digest = f"{int(row['listed'])}:{int(row['bad'])}:{int(row['h1'] or 0) & (2**64 - 1):016x}" \
              f"{int(row['h2'] or 0) & (2**64 - 1):016x}"
-    return ListingSurvey(int(row["listed"]), int(row["unstated"]), digest)
+    return ListingSurvey(int(row["listed"]), int(row["unstated"]), digest, int(row["bytes"]))
 
 
 def _record_path(warehouse: Warehouse, config: Config) -> str:

@@ -9,8 +9,8 @@ ops.runs as `failed` with the message `interrupted`. Everything goes through Had
 it works the same for a local and an object-store warehouse.
 
 The same files are the warehouse's lease. A command that writes (ingest, annotate, publish, run,
-maintain) writes its file, waits a moment (`SETTLE_S`, so that a run starting at the same instant has
-written its own), and lists the live files: it goes ahead only when no other live run holds the lease
+maintain) writes its file, waits a moment (`SETTLE_LOCAL_S` on a local filesystem, `SETTLE_S` elsewhere, so
+that a run starting at the same instant has written its own), and lists the live files: it goes ahead only when no other live run holds the lease
 or claimed it earlier (by claim time, then run id); otherwise it waits up to `run.lease_wait_s` and
 then stops with WarehouseBusy, having done nothing. This is a lease between well-behaved voxlake runs,
 not a lock service: on hosts whose clocks disagree, two runs starting within the same second could both
@@ -31,7 +31,11 @@ from jobs.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-SETTLE_S = 1.0  # between writing a claim and reading the others (longer than a write takes)
+# Between writing a claim and reading the others: longer than it takes a run that claimed at the same
+# instant to make its claim visible. A local file is listed as soon as it is created (milliseconds); an
+# object store's PUT can take a good part of a second.
+SETTLE_S = 1.0
+SETTLE_LOCAL_S = 0.2
 READ_ATTEMPTS = 5  # reads of a claim caught mid-rewrite before it counts as held
 
 
@@ -73,8 +77,10 @@ class Heartbeat:
         return self
 
     def _wait_for_turn(self) -> None:
+        from udfs.files import local_path
+
         deadline = time.time() + max(0.0, self.lease_wait_s)
-        time.sleep(SETTLE_S)
+        time.sleep(SETTLE_LOCAL_S if local_path(self.warehouse.root) is not None else SETTLE_S)
         while True:
             ahead = self._runs_ahead()
             if not ahead:

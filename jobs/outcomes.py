@@ -44,8 +44,9 @@ def outcome_rows(df, run_id: str, **defaults):
     return df.select(*cols)
 
 
-def record(spark, warehouse: Warehouse, rows, staging: str) -> int:
-    """MERGE outcome rows into ops.file_state by URI; returns how many rows changed (0: no commit).
+def record(spark, warehouse: Warehouse, rows, staging: str) -> int | None:
+    """MERGE outcome rows into ops.file_state by URI; returns how many rows changed (0: no commit), or
+    None when they were the warehouse's first outcomes (appended without counting them).
 
     The changed rows are staged first: `rows` is usually computed from file_state itself, and a plan
     over a table is invalidated by a MERGE into it.
@@ -53,6 +54,12 @@ def record(spark, warehouse: Warehouse, rows, staging: str) -> int:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
+    if warehouse.is_empty_since_created(FILE_STATE):
+        # a new warehouse's first outcomes: nothing to compare with or to update, so one append (a
+        # blind append, safe under the warehouse lease) instead of compare, stage, count and MERGE
+        rows.write.format("delta").mode("append").save(warehouse.path(FILE_STATE))
+        log.info("file outcomes: the warehouse's first, appended")
+        return None
     current = spark.read.format("delta").load(warehouse.path(FILE_STATE))
     same = " AND ".join(f"s.{c} <=> t.{c}" for c in DECISION_COLUMNS)
     changed = rows.alias("s").join(current.alias("t"), F.expr(f"s.uri = t.uri AND {same}"), "left_anti")

@@ -215,3 +215,11 @@ class Warehouse:
         versions = [int(name[:20]) for name in (st.getPath().getName() for st in fs.listStatus(log_dir))
                     if len(name) == 25 and name.endswith(".json") and name[:20].isdigit()]
         return max(versions) if versions else None
+
+    def is_empty_since_created(self, spec: TableSpec) -> bool:
+        """True when the table's only commit is version 0, the one `attach` created it with (no rows).
+
+        Writers use it to append into a table that has nothing to compare with, instead of planning a
+        MERGE against it; a later commit of any kind (even one that added no rows) means the usual path.
+        """
+        return self.table_version(spec) == 0

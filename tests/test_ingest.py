@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 
 import pytest
 from audio_factory import make_bad_inputs, tone, write_wav
 from conftest import REPO, quarantine_rows
+from delta.tables import DeltaTable
 
 from jobs.ledger import RunRecord, write_run
 from jobs.stages.ingest import run_ingest
@@ -49,6 +51,15 @@ def test_bad_inputs_each_get_a_specific_code_and_nothing_fails(spark, tmp_path, 
         assert got[name]["error_code"] == code, (name, got[name]["error_message"])
         assert got[name]["ingest_run_id"] and got[name]["size_bytes"] is not None
     assert result.listed == len(expected)
+    # the summary's counts (taken while the probe results were written) agree with the rows
+    codes = Counter(code for code in expected.values() if code)
+    assert result.errors_by_code == dict(codes) and result.quarantined == sum(codes.values())
+    assert result.probed_ok == len(expected) - sum(codes.values())
+    # a new warehouse's first ingest has nothing to compare with: bronze and file_state get one append each
+    for spec in (BRONZE, FILE_STATE):
+        history = DeltaTable.forPath(spark, wh.path(spec)).history().orderBy("version").collect()
+        assert [r["operation"] for r in history] == ["CREATE TABLE", "WRITE"], spec.qualified
+        assert history[1]["operationParameters"]["mode"] == "Append", spec.qualified
     # header facts of files that probe fine
     assert got["one_sample.wav"]["duration_s"] == pytest.approx(1 / 16000)
     assert got["nan_float.wav"]["codec"] == "float" and got["nan_float.wav"]["bit_depth"] == 32
@@ -84,7 +95,9 @@ def test_rerun_changes_nothing_and_a_changed_file_updates_its_row(spark, tmp_pat
     # fix the empty file: it gets a probe, a new audio_id, and leaves quarantine
     write_wav(src / "empty.wav", tone(seconds=0.3))
     os.utime(src / "empty.wav", (time.time() + 5, time.time() + 5))
-    ingest(spark, wh, config)
+    changed = ingest(spark, wh, config)
+    assert (changed.new_or_changed, changed.probed_ok, changed.quarantined) == (1, 1, 0)
+    assert DeltaTable.forPath(spark, wh.path(BRONZE)).history(1).first()["operation"] == "MERGE"
     after = bronze(spark, wh)
     fixed = next(r for u, r in after.items() if u.endswith("/empty.wav"))
     assert fixed["error_code"] is None and fixed["duration_s"] == pytest.approx(0.3)

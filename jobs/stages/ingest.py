@@ -86,6 +86,7 @@ def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cach
             storage) -> IngestResult:
     from delta.tables import DeltaTable
     from pyspark import StorageLevel
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from udfs.probe import make_probe_fn
@@ -115,12 +116,18 @@ def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cach
                  listed, bronze_version)
         record.rows_in += listed
         return IngestResult(listed, 0, 0, 0, {}, 0.0, 0, unchanged_since=bronze_version)
-    # One job plans the run over the cached listing ⟗ bronze: the files to probe, their bytes, the
-    # bronze rows no longer listed.
-    plan = _plan(spark, warehouse, listing, bad_uris, config)
-
-    bronze = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "fingerprint")
-    todo = listing.join(bronze, on=["uri", "fingerprint"], how="left_anti")
+    # A new bronze (only the commit attach created it with) has nothing to compare the listing with:
+    # every listed file is to probe, none is gone, and the probe results are its first rows (an append).
+    # Otherwise one job plans the run over the cached listing ⟗ bronze: the files to probe, their
+    # bytes, the bronze rows no longer listed.
+    first_fill = bronze_version == 0
+    if first_fill:
+        plan = {"todo": listed, "todo_bytes": seen.bytes, "gone": 0}
+        todo = listing
+    else:
+        plan = _plan(spark, warehouse, listing, bad_uris, config)
+        bronze = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "fingerprint")
+        todo = listing.join(bronze, on=["uri", "fingerprint"], how="left_anti")
     n_todo = plan["todo"]
     log.info("ingest: %d files listed, %d new or changed", listed, n_todo)
 
@@ -183,22 +190,24 @@ def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cach
     # Stage the probe results in Delta before merging: `probed` is computed against bronze (the
     # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would
     # recompute it against the new bronze. Staging also keeps the expensive probe from running twice.
+    # A first fill computes nothing against bronze: its probe results are appended to bronze directly
+    # (a blind append, safe under the warehouse lease), and read back from there.
     staging = warehouse.staging("ingest", record.run_id)
+    target = warehouse.path(BRONZE) if first_fill else staging
+    counted = Observation("ingest")  # the outcome counts, taken by the write itself (no second pass)
     with StageProgress(spark, f"ingest: probing {n_todo} files",
                        float(config.section("run").get("progress_log_s", 60))):
-        probed.select(*columns).write.format("delta").mode("overwrite").save(staging)
-    probed = spark.read.format("delta").load(staging)
-    stats = probed.groupBy("error_code", F.col("deleted_at").isNotNull().alias("deleted")).agg(
-        F.count("*").alias("n"), F.sum("duration_s").alias("s")).collect()
-    errors = {}
-    for r in stats:
-        if r["error_code"] is not None and not r["deleted"]:
-            errors[r["error_code"]] = errors.get(r["error_code"], 0) + int(r["n"])
-    deleted = sum(int(r["n"]) for r in stats if r["deleted"])
-    ok = sum(int(r["n"]) for r in stats if r["error_code"] is None)
-    audio_s = sum(float(r["s"] or 0.0) for r in stats if r["error_code"] is None)
+        probed.select(*columns).observe(counted, *_outcome_counts()).write.format("delta").mode(
+            "append" if first_fill else "overwrite").save(target)
+    probed = spark.read.format("delta").load(target)
+    counts = counted.get
+    errors = {code.value: int(counts[code.value]) for code in ErrorCode if counts[code.value]}
+    failed, deleted, ok = int(counts["failed"]), int(counts["deleted"]), int(counts["ok"])
+    audio_s = float(counts["audio_s"] or 0.0)
 
-    if ok or errors or deleted:
+    if first_fill:
+        _record_outcomes(spark, warehouse, probed, record.run_id)
+    elif ok or failed or deleted:
         (
             DeltaTable.forPath(spark, warehouse.path(BRONZE)).alias("t")
             .merge(probed.alias("s"), "t.uri = s.uri")
@@ -208,19 +217,37 @@ def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cach
             .execute()
         )
         _record_outcomes(spark, warehouse, probed, record.run_id)
-    warehouse.remove(staging)
+    if not first_fill:
+        warehouse.remove(staging)
     # bronze now holds every listed file with this listing's fingerprint (and every bad line, every
     # deletion): a rerun over the same listing would plan nothing
     listing_digest.remember(warehouse, config, seen, warehouse.table_version(BRONZE))
     record.rows_in += listed
     record.rows_out += ok
-    record.rows_quarantined += sum(errors.values())
+    record.rows_quarantined += failed
     record.audio_seconds += audio_s
     for code, n in errors.items():
         record.errors_by_code[code] = record.errors_by_code.get(code, 0) + n
     if deleted:
         log.info("ingest: %d files are no longer listed by their source (marked deleted)", deleted)
-    return IngestResult(listed, n_todo, ok, sum(errors.values()), errors, audio_s, deleted)
+    return IngestResult(listed, n_todo, ok, failed, errors, audio_s, deleted)
+
+
+def _outcome_counts() -> list:
+    """Aggregates over the rows an ingest commits: files gone (deleted), probed fine and their audio
+    seconds, failed (not deleted) in all and by error code (a fixed list: the enumeration)."""
+    from pyspark.sql import functions as F
+
+    gone = F.col("deleted_at").isNotNull()
+    fine = F.col("error_code").isNull()
+    failed = ~gone & ~fine
+    return [
+        F.count(F.when(gone, 1)).alias("deleted"),
+        F.count(F.when(fine, 1)).alias("ok"),
+        F.sum(F.when(fine, F.col("duration_s"))).alias("audio_s"),
+        F.count(F.when(failed, 1)).alias("failed"),
+        *[F.count(F.when(failed & (F.col("error_code") == code.value), 1)).alias(code.value) for code in ErrorCode],
+    ]
 
 
 def _probe_tasks(n_files: int, n_bytes: int, cfg: dict, cores: int) -> int:
