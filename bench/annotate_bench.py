@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.ingest_bench import PeakRss
+from bench.ingest_bench import timed_voxlake
 from bench.report import publish, write_section
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,15 +94,8 @@ def side_by_side_loops(files, n: int) -> float:
 
 
 def voxlake(cmd: list[str]) -> tuple[float, dict]:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *cmd], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    mon = PeakRss(proc.pid)
-    out, err = proc.communicate()
-    mon.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"voxlake {cmd[0]} failed:\n{err[-3000:]}")
-    return time.perf_counter() - start, mon.peak
+    wall, peak, _ = timed_voxlake(*cmd)
+    return wall, peak
 
 
 def gain_variants(files, out: Path, gains_db: list[float]) -> list[Path]:

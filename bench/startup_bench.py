@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -114,17 +115,19 @@ def main(argv=None) -> int:
                        capture_output=True)
         from jobs.class_archive import usable_archive
         from jobs.config import load_config
-        from jobs.session import local_delta_jars
+        from jobs.session import local_delta_jars, quick_jit_wanted
 
         archive = usable_archive(local_delta_jars())
         defaults = load_config(overrides={"warehouse": wh}).section("spark")
+        effective = {"class_archive": defaults.get("class_archive"),  # quick_jit: auto decided for this machine
+                     "quick_jit": quick_jit_wanted(defaults.get("quick_jit"))}
         variants = {  # label -> spark settings
             "neither": {"class_archive": False, "quick_jit": False},
             "class archive": {"class_archive": True, "quick_jit": False},
             "class archive + C1-only JIT": {"class_archive": True, "quick_jit": True},
         }
         shipped = next((label for label, v in variants.items()
-                        if all(defaults.get(k) == x for k, x in v.items())), None)
+                        if all(effective[k] == x for k, x in v.items())), None)
         configs = {}
         for i, (label, spark_cfg) in enumerate(variants.items()):
             configs[label] = work / f"variant-{i}.yaml"
@@ -157,7 +160,8 @@ def main(argv=None) -> int:
             "",
             f"The same steps timed one by one in a fresh process, default settings{'' if archive else ' (no archive made)'}, "
             f"`quick_jit: {str(defaults.get('quick_jit')).lower()}` "
-            f"({total:.1f} s):",
+            f"({'C1 only' if effective['quick_jit'] else 'the full JIT'} on this machine's {os.cpu_count()} cores; "
+            f"{total:.1f} s):",
             "",
             "| step | seconds | share |",
             "| --- | ---: | ---: |",

@@ -2,7 +2,7 @@
 
 The schema is a JSON Schema derived from the shipped defaults (jobs/defaults.yaml), so a key exists
 exactly when the defaults declare it and the two cannot drift apart. Its types come from the default
-values, except for the keys listed in NULLABLE (default null) and the free-form maps in FREE_FORM
+values, except for the keys listed in NULLABLE (default null), the few in CHOICES and the free-form maps in FREE_FORM
 (Spark settings, per-annotator params, plugins). jsonschema does the validating; this module only
 builds the schema and turns the errors into one message per mistake, with the closest valid key.
 """
@@ -23,6 +23,8 @@ INTEGER = {"link.hash_rows", "link.hash_bands", "link.minhash_tables", "link.max
            "annotate.max_worker_deaths"}
 # thresholds that may be switched off with null (a range with both bounds null is not checked)
 NULL_OK_UNDER = ("publish.recipe.", "publish.critical.")
+# keys that take one of a few values of different types
+CHOICES = {"spark.quick_jit": ["auto", True, False]}
 # maps whose keys are the user's own (Spark settings, annotator names); checked elsewhere or by Spark
 FREE_FORM = {"spark.conf", "annotate.params", "annotate.plugins"}
 
@@ -50,6 +52,8 @@ def schema_from_defaults(defaults: dict, path: str = "") -> dict:
             props[key] = schema_from_defaults(value, dotted)
         elif dotted in NULLABLE:
             props[key] = {"type": NULLABLE[dotted]}
+        elif dotted in CHOICES:
+            props[key] = {"enum": CHOICES[dotted]}
         elif value is None:
             props[key] = {}
         elif isinstance(value, list):

@@ -72,15 +72,31 @@ def _submitted_conf() -> dict[str, str]:
     return dict(SparkConf().getAll())
 
 
+QUICK_JIT_MAX_CORES = 2  # `quick_jit: auto` compiles with C1 only on machines this small
+
+
+def quick_jit_wanted(setting, cores: int | None = None) -> bool:
+    """Whether a local driver JVM compiles with C1 only: `spark.quick_jit` true/false, or auto.
+
+    On 2 cores the JIT's C2 compiler thread took 11.3 s of CPU in a 15 s no-op ingest (-XX:+CITime):
+    with one core of two compiling, every command waited for it. With C1 only, that no-op took 10-11 s
+    instead of 15 s, and whole `voxlake run`s over 10,000 and 100,000 tiny files were 14 % and 10 %
+    shorter side by side (BENCHMARKS.md, "Fixed cost" and "Driver cost"), although C1's code runs hot
+    loops slower. `auto` keeps Java's full JIT on larger machines, where this was not measured and
+    compiler threads take a smaller share of the cores.
+    """
+    if setting == "auto":
+        return (cores or os.cpu_count() or 1) <= QUICK_JIT_MAX_CORES
+    return bool(setting)
+
+
 def _java_options(class_archive_flag: str, quick_jit: bool) -> str:
     """The local driver JVM's options.
 
     A quiet console: our log4j2 settings (warnings, minus the ones nobody can act on). `quick_jit`: the
-    JIT stops at C1 (-XX:TieredStopAtLevel=1), which shortens short commands (BENCHMARKS.md, "Fixed
-    cost"). C1 alone shrinks the code cache to 48 MiB, which `make run` filled ("CodeCache is full.
-    Compiler has been disabled."), so the full 240 MiB cache is kept. It is off by default: hot JVM work
-    runs slower under C1 (a 100,000-file `voxlake run` probe: publish 46.5 s against 36.6 s, although
-    the whole run was 11 s shorter).
+    JIT stops at C1 (-XX:TieredStopAtLevel=1; see quick_jit_wanted). C1 alone shrinks the code cache to
+    48 MiB, which `make run` filled ("CodeCache is full. Compiler has been disabled."), so the full
+    240 MiB cache is kept.
     """
     quick = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m" if quick_jit else ""
     return " ".join(filter(None, [f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}", class_archive_flag,
@@ -143,7 +159,8 @@ def build_session(config: Config, app_name: str | None = None, archive_classes_t
             archive_flag = f"-XX:SharedArchiveFile={archive}" if archive else ""
             if not archive:
                 log.debug("no class archive for this Java and class path (`make setup` makes one)")
-        conf["spark.driver.extraJavaOptions"] = _java_options(archive_flag, bool(spark_cfg.get("quick_jit", False)))
+        conf["spark.driver.extraJavaOptions"] = _java_options(archive_flag,
+                                                              quick_jit_wanted(spark_cfg.get("quick_jit", "auto")))
         # no "hostname resolves to a loopback address" warning (local mode binds to the loopback anyway)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

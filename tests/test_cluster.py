@@ -5,78 +5,34 @@ with an actionable message when told to."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
-import zipfile
 from pathlib import Path
 
-import pyspark
 import pytest
 import yaml
 from conftest import REPO
 
-from jobs.session import DELTA_JARS_DIR
-
-SPARK_HOME = Path(pyspark.__file__).parent
 FAKE_GPU = REPO / "tests" / "fake_gpu_discovery.sh"
 SIGNAL = ["levels", "vad", "snr", "pitch"]
 NAMES = [*SIGNAL, "quality", "asr"]  # asr and quality are the annotators that can use a GPU
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cluster")
-    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOG_DIR": str(root / "logs"),
-           "SPARK_PID_DIR": str(root / "pids"), "SPARK_WORKER_DIR": str(root / "work"),
-           "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=2 "
-                                f"-Dspark.worker.resource.gpu.discoveryScript={FAKE_GPU}"}
-    daemon = str(SPARK_HOME / "sbin" / "spark-daemon.sh")
-    port = free_port()
-    master = f"spark://127.0.0.1:{port}"
-    subprocess.run([daemon, "start", "org.apache.spark.deploy.master.Master", "1", "--host", "127.0.0.1",
-                    "--port", str(port), "--webui-port", str(free_port())], env=env, check=True)
-    subprocess.run([daemon, "start", "org.apache.spark.deploy.worker.Worker", "1", "--cores", "2",
-                    "--memory", "4g", "--webui-port", str(free_port()), master], env=env, check=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        logs = "".join(p.read_text(errors="replace") for p in (root / "logs").glob("*Worker*.out"))
-        if "Successfully registered with master" in logs:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail("the standalone worker did not register with the master")
-    py_files = root / "voxlake.zip"
-    with zipfile.ZipFile(py_files, "w") as z:
-        for pkg in ("jobs", "annotators", "udfs", "schemas", "expectations"):
-            for p in sorted((REPO / pkg).rglob("*")):
-                if p.is_file() and "__pycache__" not in p.parts:
-                    z.write(p, p.relative_to(REPO))
-    yield {"master": master, "env": env, "root": root, "py_files": py_files}
-    subprocess.run([daemon, "stop", "org.apache.spark.deploy.worker.Worker", "1"], env=env)
-    subprocess.run([daemon, "stop", "org.apache.spark.deploy.master.Master", "1"], env=env)
+    from bench.standalone import StandaloneCluster
+
+    with StandaloneCluster(tmp_path_factory.mktemp("cluster"), cores=2, memory="4g",
+                           worker_opts=f"-Dspark.worker.resource.gpu.amount=2 "
+                                       f"-Dspark.worker.resource.gpu.discoveryScript={FAKE_GPU}") as standalone:
+        yield standalone
 
 
 def submit(cluster, job: str, *args: str, extra_conf: dict | None = None):
-    jars = ",".join(str(p) for p in sorted(DELTA_JARS_DIR.glob("*.jar")))
     conf = {"spark.executor.resource.gpu.amount": "2", "spark.task.resource.gpu.amount": "1",
             "spark.executor.resource.gpu.discoveryScript": str(FAKE_GPU), "spark.executor.cores": "2",
-            "spark.executor.memory": "3g", "spark.pyspark.python": sys.executable, **(extra_conf or {})}
-    cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster["master"], "--jars", jars,
-           "--py-files", str(cluster["py_files"])]
-    for k, v in conf.items():
-        cmd += ["--conf", f"{k}={v}"]
-    cmd += [str(REPO / "jobs" / f"{job}.py"), *args]
-    return subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=900, cwd=REPO)
+            "spark.executor.memory": "3g", **(extra_conf or {})}
+    return subprocess.run(cluster.submit_command(job, *args, conf=conf), env=cluster.env, capture_output=True,
+                          text=True, timeout=900, cwd=REPO)
 
 
 def write_config(path: Path, **annotate) -> Path:
