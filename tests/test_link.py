@@ -9,6 +9,8 @@ from jobs.catalog import SILVER
 from schemas.gold import UTTERANCES
 from schemas.tables import BRONZE, LINKS
 
+BIRD_CLASSES = {"Bird", "Bird vocalization, bird call, bird song", "Chirp, tweet"}
+
 pytestmark = pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").exists(), reason="needs ../shared/corpus")
 
 
@@ -72,7 +74,9 @@ def test_music_is_tagged_and_kept_out_by_its_ceiling(spark, corpus_warehouse, by
         assert events["event_top"] == "Music" and events["music_ratio"] > 0.5, events
         assert "music_ceiling" in quarantined[name]["failed_expectations"]
     assert by_file["glacier-bay-humpback.ogg"]["events"]["event_top"] == "Animal"
-    assert by_file["robin-bird-whistling.hq.ogg"]["events"]["event_top"] == "Bird"
+    # YAMNet's nearest classes swap places from one CPU to another (its quantised ONNX model runs other
+    # kernels on AVX2 and on AVX-512): any of AudioSet's bird classes is right
+    assert by_file["robin-bird-whistling.hq.ogg"]["events"]["event_top"] in BIRD_CLASSES
     speech = [r["events"] for n, r in by_file.items() if n.startswith("LJ001")]
     assert all(e["event_top"] == "Speech" and e["music_ratio"] == 0 for e in speech)
     assert all(1.0 <= r["distillmos"]["mos"] <= 5.0 for r in by_file.values() if r["distillmos"]["status"] == "ok")
