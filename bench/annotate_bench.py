@@ -115,6 +115,13 @@ def gain_variants(files, out: Path, gains_db: list[float]) -> list[Path]:
     return made
 
 
+def jit_used() -> str:
+    """How the default settings make a local driver JVM compile on this machine (jobs.session)."""
+    from jobs.session import quick_jit_wanted
+
+    return "C1 only" if quick_jit_wanted("auto") else "the full JIT"
+
+
 def measure(files: list[Path], work: Path, label: str) -> dict:
     src = work / label
     src.mkdir(exist_ok=True)  # the gain variants are written there already
@@ -182,7 +189,8 @@ def main(argv=None) -> int:
                 "## Annotate stage vs bare faster-whisper: the corpus set alone (one run)",
                 "",
                 f"As in the section above (model base, {compute_type}, beam {options['beam_size']}, start-up "
-                f"included, voxlake local[*] with {CORES} tasks at once), the 46-file set only "
+                f"included, voxlake local[*] with {CORES} tasks at once, its driver JVM with {jit_used()}), "
+                "the 46-file set only "
                 "(`python -m bench.annotate_bench --corpus-set-only`).",
                 "",
                 *table(small, "The corpus set"),
@@ -201,7 +209,8 @@ def main(argv=None) -> int:
             f"English corpus files (mostly 2-12 s clips), then the same files as 16 kHz FLAC at "
             f"{', '.join(f'{g:+g}' for g in gains)} dB. Model base, {compute_type}, beam {options['beam_size']}, "
             f"word timestamps, temperature fallback; start-up included (model load; for voxlake also the JVM, "
-            f"Spark and Delta). voxlake runs local[*]: {CORES} tasks at once, one thread each.",
+            f"Spark and Delta). voxlake runs local[*]: {CORES} tasks at once, one thread each; its driver JVM "
+            f"compiled with {jit_used()} (`spark.quick_jit: auto`, the default, on {os.cpu_count()} cores).",
             "",
             *table(small, "The corpus set"),
             *table(large, "The long set"),
