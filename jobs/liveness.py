@@ -9,10 +9,11 @@ ops.runs as `failed` with the message `interrupted`. Everything goes through Had
 it works the same for a local and an object-store warehouse.
 
 The same files are the warehouse's lease. A command that writes (ingest, annotate, publish, run,
-maintain) writes its file, waits a moment (`SETTLE_LOCAL_S` on a local filesystem, `SETTLE_S` elsewhere, so
-that a run starting at the same instant has written its own), and lists the live files: it goes ahead only when no other live run holds the lease
-or claimed it earlier (by claim time, then run id); otherwise it waits up to `run.lease_wait_s` and
-then stops with WarehouseBusy, having done nothing. This is a lease between well-behaved voxlake runs,
+maintain) writes its file, waits a moment (`SETTLE_LOCAL_S` on a local filesystem, `SETTLE_S`
+elsewhere, so that a run starting at the same instant has written its own), and lists the live files:
+it goes ahead only when no other live run holds the lease or claimed it earlier (by claim time, then
+run id); otherwise it waits up to `run.lease_wait_s` and then stops with WarehouseBusy, having done
+nothing. This is a lease between well-behaved voxlake runs,
 not a lock service: on hosts whose clocks disagree, two runs starting within the same second could both
 go ahead, and Delta's optimistic concurrency is then what keeps each table consistent.
 """

@@ -120,7 +120,7 @@ def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cach
     # every listed file is to probe, none is gone, and the probe results are its first rows (an append).
     # Otherwise one job plans the run over the cached listing ⟗ bronze: the files to probe, their
     # bytes, the bronze rows no longer listed.
-    first_fill = bronze_version == 0
+    first_fill = bronze_version == 0  # as Warehouse.is_empty_since_created, from the version read above
     if first_fill:
         plan = {"todo": listed, "todo_bytes": seen.bytes, "gone": 0}
         todo = listing
