@@ -1,6 +1,7 @@
 """The run ledger: one `ops.runs` row per job run, appended when the run ends (succeeded or not)."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -13,8 +14,11 @@ from schemas.tables import RUNS
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """The package version, plus the git commit when the code runs from a checkout (ops.runs, exports)."""
+    """The package version, plus the git commit when the code runs from a checkout (ops.runs, exports).
+
+    Asked once per process (it runs `git`): a command asks for it in several places."""
     import subprocess
     from importlib.metadata import version
     from pathlib import Path
