@@ -59,7 +59,7 @@ class PeakRss:
         while not self._stop.is_set():
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
-                pythons = [p for p in procs if "java" not in p.name()]
+                pythons = [p for p in procs if "python" in p.name()]  # not spark-submit's shell scripts
                 driver = min(pythons, key=self._depth) if pythons else None
                 workers = 0
                 for p in procs:
@@ -68,7 +68,7 @@ class PeakRss:
                         self.peak["jvm"] = max(self.peak["jvm"], rss)
                     elif p is driver:
                         self.peak["python"] = max(self.peak["python"], rss)
-                    else:
+                    elif p in pythons:
                         workers += rss
                         self.peak["python_worker_max"] = max(self.peak["python_worker_max"], rss)
                 self.peak["python_workers"] = max(self.peak["python_workers"], workers)

@@ -11,6 +11,7 @@ Reports wall time, time per file and peak resident memory by process kind, so th
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
                  "`voxlake run` (ingest → annotate with `levels` only → publish, every row judged) over N tiny WAV "
                  "files (0.1 s, 16 kHz), one command each, JVM start-up included. Local mode (the default master): "
                  "one JVM is the driver and the executors, run with the default settings "
-                 f"(`spark.quick_jit: auto`, {jit[default_c1]} on this machine's cores) and with the other JIT "
+                 f"(`spark.quick_jit: auto`, {jit[default_c1]} on this machine's {os.cpu_count()} cores) and with the other JIT "
                  "setting. Standalone cluster: `spark-submit jobs/run.py` to a master and a 2-core worker on this "
                  "machine (the same 2 cores), driver and executor 2 GiB each; the driver's JVM and Python "
                  "process hold only the driver.",
