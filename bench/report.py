@@ -9,12 +9,25 @@ from pathlib import Path
 HEADER = "# voxlake benchmarks\n\nWritten by `make bench` (each section by its own script; see bench/).\n"
 
 
+def cpu_model() -> str:
+    """The processor's name (/proc/cpuinfo on Linux): the same bench on one "2-core x86_64" machine gave
+    figures twice as far apart from one CPU model to another, so each section names the one it ran on."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     import os
 
     import psutil
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    return (f"{platform.machine()} ({cpu_model()}), {os.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}")
 
 
