@@ -48,8 +48,30 @@ def test_batched_decoding_gives_the_per_file_transcripts(model, corpus_dir):
         assert [s.temperature for s in segments] == [s.temperature for s in ref], name
         windows += len({s.seek for s in ref})
     assert got[0][1].language == "en" and len(got[0][0]) > 3  # the long file was decoded to its end
-    # every window went through a batched call: fewer encoder calls than windows
-    assert batched.calls["windows"] >= windows and batched.calls["encode"] < batched.calls["windows"]
+    # the decoder saw the windows in batches (fewer generate calls than windows); on a CPU the encoder
+    # took them one at a time (CPU_ENCODE_WINDOWS)
+    assert batched.calls["windows"] >= windows and batched.calls["generate"] < batched.calls["windows"]
+    assert batched.calls["encode"] == batched.calls["windows"]
+
+
+def test_windows_encoded_one_at_a_time_equal_a_batched_call(model, corpus_dir):
+    """What makes one window per encoder call safe on a CPU: each row comes out bit for bit as it does
+    in a batched call (the outputs, not only the transcripts, are equal)."""
+    import numpy as np
+    from faster_whisper import decode_audio
+    from faster_whisper.audio import pad_or_trim
+
+    options = {k: Asr.default_params[k] for k in DECODE_OPTIONS}
+    windows = np.stack([pad_or_trim(model.feature_extractor(decode_audio(str(corpus_dir / f))))
+                        for f in FILES[1:4]])
+    batched = BatchedWhisper(model, options, batch_size=3)
+    assert batched.encode_windows == 1  # a CPU model
+    holders: list = []
+    one_by_one = np.asarray(batched._encode(windows, holders))
+    batched.encode_windows = None  # all windows in one call, as on a GPU
+    together = np.asarray(batched._encode(windows, holders))
+    assert one_by_one.shape == together.shape == (3, 1500, 512)
+    assert np.array_equal(one_by_one, together)
 
 
 def test_a_forced_language_skips_detection(model, corpus_dir):
