@@ -2,13 +2,15 @@
 
 The Spark adapter (udfs/) calls this per Arrow batch; tests and benchmarks call it directly. Each file
 is decoded once; each annotator sees the files that decoded, with the results of the annotators before
-it. Failures stay per file and per annotator: a decode error marks every annotator of that file
+it. On a task with a GPU the annotators set up on it run in a lane beside the CPU's (`Pipeline.lanes`).
+Failures stay per file and per annotator: a decode error marks every annotator of that file
 `failed` with the decode's code, an AnnotationError marks one result, and an unexpected exception
 in a batch is retried file by file so that one bad input cannot take the others with it.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,9 +18,12 @@ from typing import Any
 
 from annotators.base import FAILED, AnnotationError, Annotator, AudioItem
 from annotators.decode import DecodeError, DecodeLimits, decode
+from annotators.registry import dependency_closure
 from schemas.errors import ErrorCode
 
 log = logging.getLogger(__name__)
+
+LANE_POLL_S = 0.05  # how often a lane waiting for another's result looks up
 
 
 @dataclass
@@ -94,7 +99,7 @@ class Pipeline:
 
     def run(self, inputs: list[FileInput], decoded: Decoded | None = None) -> list[FileOutput]:
         """Decode each file once (unless `decoded` already holds them), then run each annotator over the
-        files that need it, in order."""
+        files that need it: in pipeline order, or in lanes side by side (see `lanes`)."""
         decoded = decoded or self.decode_many(inputs)
         self.seconds["decode"] += decoded.seconds
         files = decoded.files
@@ -102,25 +107,92 @@ class Pipeline:
         for inp, (audio, _) in zip(inputs, files, strict=True):
             if audio is not None:
                 audio.upstream.update(inp.upstream)
-        for a in self.annotators:
-            wanted = [k for k, inp in enumerate(inputs) if inp.only is None or a.name in inp.only]
-            live = [k for k in wanted if files[k][0] is not None]
-            for k in wanted:
-                audio, info = files[k]
-                if audio is None:
-                    outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
-            start = time.perf_counter()
-            results = self._annotate(a, [files[k][0] for k in live])
-            self.seconds[a.name] += time.perf_counter() - start
-            for k, result in zip(live, results, strict=True):
-                outputs[k].results[a.name] = result
-                files[k][0].upstream[a.name] = result
-            for k in wanted:
-                result = outputs[k].results[a.name]
-                if a.meta_inputs:  # record which metadata the result was computed from
-                    result["inputs_hash"] = inputs[k].inputs_hash.get(a.name)
-                result["attempt"] = attempt_number(a, result, inputs[k].upstream.get(a.name))
+        lanes = self.lanes()
+        if len(lanes) == 1:
+            for a in lanes[0]:
+                self._step(a, inputs, files, outputs)
+        else:
+            self._run_lanes(lanes, inputs, files, outputs)
         return outputs
+
+    def lanes(self) -> list[list[Annotator]]:
+        """Sequences of annotators that run side by side. On a task with a GPU, the annotators set up on it
+        are a lane of their own beside the host's (CPU) annotators, so that neither waits for the other
+        except where one reads the other's results. The host lane runs first what the device lane reads
+        (vad before asr), last what reads the device's results (text after asr). Otherwise (a CPU task,
+        or everything on the device) one lane in pipeline order, as the annotators share the task's
+        cores."""
+        device = [a for a in self.annotators if a.device == "cuda"]
+        if not device or len(device) == len(self.annotators):
+            return [list(self.annotators)]
+        closure = dependency_closure(self.annotators)
+        on_device = {a.name for a in device}
+        feeds = set().union(*(closure[a.name] for a in device))
+        # a stable sort keeps the dependency order: what the device lane reads cannot read the device's
+        # results (that would be a cycle), and neither can what is independent of both
+        host = sorted((a for a in self.annotators if a.name not in on_device),
+                      key=lambda a: 0 if a.name in feeds else 2 if closure[a.name] & on_device else 1)
+        return [host, device]
+
+    def _run_lanes(self, lanes: list[list[Annotator]], inputs: list[FileInput], files, outputs) -> None:
+        """The host lane in this thread (where SIGALRM's time limit acts), the device lane in another. An
+        annotator starts once the annotators it reads from have finished. Whatever ends a lane early (an
+        exception, the time limit) stops the other after its current annotator, and is raised here."""
+        finished = {a.name: threading.Event() for a in self.annotators}
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def run_lane(lane: list[Annotator]) -> None:
+            for a in lane:
+                for dep in (*a.requires, *a.uses):
+                    # polled, so that this thread stays responsive to the time limit and to `stop`
+                    while dep in finished and not finished[dep].wait(LANE_POLL_S):
+                        if stop.is_set():
+                            return
+                if stop.is_set():
+                    return
+                self._step(a, inputs, files, outputs)
+                finished[a.name].set()
+
+        def device_lane() -> None:
+            try:
+                run_lane(lanes[1])
+            except BaseException as exc:  # re-raised in the calling thread
+                failures.append(exc)
+                stop.set()
+
+        helper = threading.Thread(target=device_lane, name="voxlake-device-lane", daemon=True)
+        helper.start()
+        try:
+            run_lane(lanes[0])
+            while helper.is_alive():
+                helper.join(LANE_POLL_S)
+        except BaseException:
+            stop.set()
+            helper.join()  # never two calls into one annotator: the next attempt waits for this one
+            raise
+        if failures:
+            raise failures[0]
+
+    def _step(self, a: Annotator, inputs: list[FileInput], files, outputs: list[FileOutput]) -> None:
+        """Run one annotator over the files that need it; record its results (and what failed to decode)."""
+        wanted = [k for k, inp in enumerate(inputs) if inp.only is None or a.name in inp.only]
+        live = [k for k in wanted if files[k][0] is not None]
+        for k in wanted:
+            audio, info = files[k]
+            if audio is None:
+                outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
+        start = time.perf_counter()
+        results = self._annotate(a, [files[k][0] for k in live])
+        self.seconds[a.name] += time.perf_counter() - start
+        for k, result in zip(live, results, strict=True):
+            outputs[k].results[a.name] = result
+            files[k][0].upstream[a.name] = result
+        for k in wanted:
+            result = outputs[k].results[a.name]
+            if a.meta_inputs:  # record which metadata the result was computed from
+                result["inputs_hash"] = inputs[k].inputs_hash.get(a.name)
+            result["attempt"] = attempt_number(a, result, inputs[k].upstream.get(a.name))
 
     def _annotate(self, a: Annotator, items: list[AudioItem]) -> list[dict]:
         if not items:

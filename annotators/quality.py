@@ -79,6 +79,8 @@ class Quality(Annotator):
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers = [("CUDAExecutionProvider", {"device_id": device_index}), "CPUExecutionProvider"]
             self.windows_per_call = WINDOWS_PER_CALL
+        else:  # onnxruntime without CUDA: the models run on the host (and in the host's lane of a GPU task)
+            self.device = "cpu"
         self._dnsmos = DNSMOS.__new__(DNSMOS)  # reuse its melspec and polynomials, not its sessions
         self._primary = ort.InferenceSession(primary, opts, providers=providers)
         self._p808 = ort.InferenceSession(os.path.join(root, "dnsmos_models", "model_v8.onnx"), opts,

@@ -61,3 +61,14 @@ def build(names: list[str], params: dict[str, dict] | None = None) -> list[Annot
     for n in names:
         visit(n)
     return [classes[n](params.get(n)) for n in ordered]
+
+
+def dependency_closure(ordered: list[Annotator]) -> dict[str, set[str]]:
+    """For each annotator of `ordered` (dependency order), every annotator of the list it reads from,
+    transitively (requires, and uses where present)."""
+    by_name = {a.name: a for a in ordered}
+    closure: dict[str, set[str]] = {}
+    for a in ordered:  # inputs come first
+        deps = {d for d in (*a.requires, *a.uses) if d in by_name}
+        closure[a.name] = deps | set().union(*(closure[d] for d in deps)) if deps else set()
+    return closure

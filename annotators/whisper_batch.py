@@ -6,7 +6,8 @@ and the beam search then never see more than one window at a time. Here every fi
 state (its features, its seek position, its tokenizer); each round takes the next 30 s window of up to
 `batch_size` files and runs the steps of faster-whisper's `generate_segments` on all of them together:
 
-1. one `encode` call for all windows (the encoder output is reused for language detection);
+1. the windows' encoder output (one call for all of them on a GPU, one per window on a CPU, where that
+   is faster: CPU_ENCODE_WINDOWS), reused for language detection;
 2. `detect_language` for the files still at their first window (per file: each keeps its own language);
 3. one `generate` call with one prompt per file (its language token), beam search as configured; files
    whose result fails the thresholds fall back to the next temperature, in a smaller batch, per file;

@@ -89,20 +89,12 @@ def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, st
     return spec, ordered
 
 
-def _deps_closure(ordered) -> dict[str, set[str]]:
-    """For each annotator, every annotator it reads from, transitively (requires and uses)."""
-    by_name = {a.name: a for a in ordered}
-    closure: dict[str, set[str]] = {}
-    for a in ordered:  # dependency order: inputs come first
-        deps = {d for d in (*a.requires, *a.uses) if d in by_name}
-        closure[a.name] = deps | set().union(*(closure[d] for d in deps)) if deps else set()
-    return closure
-
-
 def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], max_attempts: int = 2):
     """One row per live audio_id that needs work: uri to read, manifest fields, `need` (annotators to
     run), `inputs` (JSON: annotator -> hash of the metadata it reads) and `current` (JSON results)."""
     from pyspark.sql import functions as F
+
+    from annotators.registry import dependency_closure
 
     files = audio_view(spark, warehouse)
     silver = spark.read.format("delta").load(warehouse.path(SILVER))
@@ -121,7 +113,7 @@ def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], ma
         )
         if a.meta_inputs:
             stale[a.name] = stale[a.name] | ~cur["inputs_hash"].eqNullSafe(meta_hash(a.meta_inputs))
-    closure = _deps_closure(ordered)
+    closure = dependency_closure(ordered)
     needs = []
     for a in ordered:
         expr = stale[a.name]
