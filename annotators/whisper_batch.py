@@ -35,9 +35,10 @@ from annotators.whisper_features import log_mel
 log = logging.getLogger(__name__)
 
 # On a CPU the encoder runs one window per call: its rows come out bit for bit as in a batched call, and
-# on one thread of an Intel Xeon a window cost 0.81 s alone against 0.89 s in a call of 2 and 0.99 s in a
-# call of 4 (base, int8: each window's attention scores, 8 heads x 1500 x 1500 floats, are 72 MB, and a
-# batch of them falls out of the caches). The decoder's small per-step products still gain from the batch.
+# on one thread of an Intel Xeon a window of corpus speech cost 0.78-0.83 s alone against 0.95-0.98 s in
+# calls of 4 (base, int8; 0.44 against 0.52 s on 2 threads). Each window's attention scores, 8 heads x
+# 1500 x 1500 floats, are 72 MB: a batch of them does not stay in the caches. The decoder's small
+# per-step products still gain from the batch.
 CPU_ENCODE_WINDOWS = 1
 
 # transcribe() options this loop implements; the others must keep faster-whisper's defaults (checked)
