@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 
 # On a CPU the encoder runs one window per call: its rows come out bit for bit as in a batched call, and
 # on one thread of an Intel Xeon a window of corpus speech cost 0.78-0.83 s alone against 0.95-0.98 s in
-# calls of 4 (base, int8; 0.44 against 0.52 s on 2 threads). Each window's attention scores, 8 heads x
-# 1500 x 1500 floats, are 72 MB: a batch of them does not stay in the caches. The decoder's small
-# per-step products still gain from the batch.
+# calls of 4 (base, int8; 0.44 against 0.52 s on 2 threads). The decoder keeps its batch (one generate
+# call per round).
 CPU_ENCODE_WINDOWS = 1
 
 # transcribe() options this loop implements; the others must keep faster-whisper's defaults (checked)
