@@ -47,14 +47,14 @@ class Side(_Timed):  # reads nothing, read by nothing
     name = "side"
 
 
-class Dev(_Timed):  # set up "on the GPU"
+class Dev(_Timed):  # says it was set up on the GPU (`device` param), as asr does on a GPU task
     name = "dev"
     uses = ("prep",)
-    resources = Annotator.resources.__class__(gpu=True)
+    default_params = {**_Timed.default_params, "device": "cuda"}
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
-        self.device = "cuda" if self.params.get("marker") != "cpu" else "cpu"
+        self.device = self.params["device"]
 
     def value(self, item: AudioItem) -> str:
         return "dev after " + item.upstream["prep"]["value"]
@@ -123,7 +123,7 @@ def test_lanes_overlap_and_keep_the_order_of_what_reads_what():
             ["prep", "side", "dev", "after"], "ok")
 
     SPANS.clear()  # the same annotators in one lane (a CPU task) give the same results
-    sequential = _pipeline(Prep({"seconds": 0.1}), Side({"seconds": 0.3}), Dev({"marker": "cpu"}),
+    sequential = _pipeline(Prep({"seconds": 0.1}), Side({"seconds": 0.3}), Dev({"device": "cpu"}),
                            After({"seconds": 0.0}))
     assert len(sequential.lanes()) == 1
     again = sequential.run(_inputs(["a", "b"]))
