@@ -104,37 +104,38 @@ class _Aligned:
         return [self._alignment]
 
 
-def take(view, indices: list[int], holders: list):
-    """Rows `indices` of a CTranslate2 StorageView (the encoder output) as a new StorageView.
+def _array(view):
+    """A CTranslate2 StorageView as an array without a copy: numpy on the CPU, a torch tensor on a GPU
+    (through torch's __cuda_array_interface__ support)."""
+    if view.device == "cpu":
+        return np.asarray(view)
+    import torch
 
-    `from_array` does not copy: the sliced array is appended to `holders`, which the caller keeps
-    alive for as long as the view is used.
-    """
+    return torch.as_tensor(view, device=f"cuda:{view.device_index}")
+
+
+def _view(array, holders: list):
+    """A StorageView over `array`. `from_array` does not copy: the array is appended to `holders`, which
+    the caller keeps alive for as long as the view is used."""
     import ctranslate2
 
-    if view.device == "cpu":
-        part = np.ascontiguousarray(np.asarray(view)[indices])
-    else:  # a CUDA view: slice on the device through torch's __cuda_array_interface__ support
-        import torch
+    holders.append(array)
+    return ctranslate2.StorageView.from_array(array)
 
-        part = torch.as_tensor(view, device=f"cuda:{view.device_index}")[indices].contiguous()
-    holders.append(part)
-    return ctranslate2.StorageView.from_array(part)
+
+def take(view, indices: list[int], holders: list):
+    """Rows `indices` of a CTranslate2 StorageView (the encoder output) as a new StorageView."""
+    part = _array(view)[indices]
+    return _view(np.ascontiguousarray(part) if view.device == "cpu" else part.contiguous(), holders)
 
 
 def join(views: list, holders: list):
-    """CTranslate2 StorageViews of one shape but the first, stacked along it (a copy, kept alive in
-    `holders` like `take`'s)."""
-    import ctranslate2
-
+    """CTranslate2 StorageViews of one shape but the first, stacked along it as a new StorageView."""
     if views[0].device == "cpu":
-        whole = np.concatenate([np.asarray(v) for v in views])
-    else:
-        import torch
+        return _view(np.concatenate([_array(v) for v in views]), holders)
+    import torch
 
-        whole = torch.cat([torch.as_tensor(v, device=f"cuda:{v.device_index}") for v in views]).contiguous()
-    holders.append(whole)
-    return ctranslate2.StorageView.from_array(whole)
+    return _view(torch.cat([_array(v) for v in views]).contiguous(), holders)
 
 
 class BatchedWhisper:
