@@ -26,7 +26,7 @@ from bench.ingest_bench import timed_voxlake
 from bench.report import publish, write_section
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 CORES = len(os.sched_getaffinity(0))
 
 

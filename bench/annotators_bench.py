@@ -21,7 +21,7 @@ import psutil  # noqa: E402
 from bench.report import write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 SECONDS = 60.0
 
 

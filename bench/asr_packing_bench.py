@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 
 
 def moved_words_between_neighbours(own: list[list[str]], packed: list[list[str]]) -> int:

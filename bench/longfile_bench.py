@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.report import write_section
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 
 
 def default_annotators() -> list[str]:

@@ -20,7 +20,7 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS
 from bench.report import publish  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 TRUE_COUNTS = {"multispeaker/pyannote_sample.wav": 2, "multispeaker/pyannote_ami_dev00.wav": 2,
                "multispeaker/picovoice_diarization_test.wav": 3, "multispeaker/faster_whisper_stereo_diarization.wav": 2}
 THRESHOLDS = [0.25, 0.28, 0.31, 0.34, 0.37, 0.4]

@@ -22,7 +22,7 @@ import yaml
 from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 REPEATS = 3
 
 

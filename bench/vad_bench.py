@@ -16,7 +16,7 @@ import numpy as np
 from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 FRAME_S = 0.01
 
 

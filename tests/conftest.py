@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # the real-audio test corpus, in the repository
 sys.path.insert(0, str(Path(__file__).parent))
 # the test-only annotators (tests/plugins.py) must import in Spark's Python workers and in CLI subprocesses,
 # which inherit this environment
@@ -59,17 +59,24 @@ def warehouse_for(spark):
     return _attach
 
 
+def read_corpus_manifest() -> list[dict]:
+    """The corpus's MANIFEST.tsv rows. The corpus is part of the repository: without it the tests fail
+    (a skip would let `make test` pass while testing far less)."""
+    if not (CORPUS / "MANIFEST.tsv").exists():
+        pytest.fail(f"the real-audio test corpus is missing from {CORPUS} (it is part of the repository)")
+    with open(CORPUS / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
 @pytest.fixture(scope="session")
 def corpus_dir():
-    if not (CORPUS / "MANIFEST.tsv").exists():
-        pytest.skip(f"real-audio corpus not found at {CORPUS}")
+    read_corpus_manifest()
     return CORPUS
 
 
 @pytest.fixture(scope="session")
-def corpus_manifest(corpus_dir):
-    with open(corpus_dir / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+def corpus_manifest():
+    return read_corpus_manifest()
 
 
 def _default_annotators() -> list[str]:
@@ -108,22 +115,18 @@ def corpus_warehouse(spark, tmp_path_factory):
     expected_bad = make_bad_inputs(bad)
     sources = [str(bad), str(REPO / "samples" / "audio")]
     manifests = [str(REPO / "samples" / "manifest.jsonl")]
-    have_corpus = (CORPUS / "MANIFEST.tsv").exists()  # without it, the rest still runs
-    if have_corpus:
-        corpus_dir = CORPUS
-        with open(CORPUS / "MANIFEST.tsv", encoding="utf-8", newline="") as f:
-            corpus_manifest = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        manifest = root / "corpus.jsonl"
-        sources.insert(0, str(CORPUS))
-        manifests.insert(0, str(manifest))
-        # copies of one corpus recording for `voxlake link` (tests/test_link.py)
-        from audio_factory import make_duplicates
+    corpus_manifest = read_corpus_manifest()
+    manifest = root / "corpus.jsonl"
+    sources.insert(0, str(CORPUS))
+    manifests.insert(0, str(manifest))
+    # copies of one corpus recording for `voxlake link` (tests/test_link.py)
+    from audio_factory import make_duplicates
 
-        make_duplicates(CORPUS / DUPLICATED, root / "duplicates")
-        sources.append(str(root / "duplicates"))
-    with open(root / "corpus.jsonl", "w", encoding="utf-8") as f:
-        for m in (corpus_manifest if have_corpus else []):
-            entry = {"path": str(corpus_dir / m["path"]), "kind": m["kind"]}
+    make_duplicates(CORPUS / DUPLICATED, root / "duplicates")
+    sources.append(str(root / "duplicates"))
+    with open(manifest, "w", encoding="utf-8") as f:
+        for m in corpus_manifest:
+            entry = {"path": str(CORPUS / m["path"]), "kind": m["kind"]}
             if m["reference_transcript"]:
                 entry["text"] = m["reference_transcript"]
             if m["language"]:

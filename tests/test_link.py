@@ -3,7 +3,7 @@ clusters, speaker counts of the multi-speaker recordings, music kept out by its 
 from __future__ import annotations
 
 import pytest
-from conftest import CORPUS, DUPLICATED, quarantine_rows
+from conftest import DUPLICATED, quarantine_rows
 
 from jobs.catalog import SILVER
 from schemas.gold import UTTERANCES
@@ -11,7 +11,6 @@ from schemas.tables import BRONZE, LINKS
 
 BIRD_CLASSES = {"Bird", "Bird vocalization, bird call, bird song", "Chirp, tweet"}
 
-pytestmark = pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").exists(), reason="needs ../shared/corpus")
 
 
 @pytest.fixture(scope="module")

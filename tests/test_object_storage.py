@@ -13,18 +13,16 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import s3_server
 import yaml
+from conftest import CORPUS, REPO
 from pyspark.sql import functions as F
 
 from schemas.gold import UTTERANCES
 from udfs.storage import StorageConfigError, StorageSettings, check_supported, split_bucket
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
 FILES = ["speech/en/LJ001-0002.wav", "speech/en/LJ001-0029.mp3", "speech/multilingual/picovoice_test_de.wav",
          "nonspeech/robin-bird-whistling.hq.ogg"]
 LATE = "speech/en/LJ002-0020.wav"  # ingested, then deleted before annotate
@@ -69,8 +67,6 @@ def write_manifest(path, names, corpus_manifest) -> None:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    if not (CORPUS / "MANIFEST.tsv").exists():
-        pytest.skip(f"real-audio corpus not found at {CORPUS}")
     if not (REPO / ".deps" / "s3a-jars" / ".ready").exists():
         pytest.fail("the S3A connector is missing: run `make setup-s3` (make test does)")
     root = tmp_path_factory.mktemp("s3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import CORPUS, REPO, quarantine_rows
+from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
@@ -45,11 +45,8 @@ def test_conservation_reasons_and_curation(spark, corpus_warehouse):
     gold, quarantine = assert_conservation(spark, wh)
     by_name = {u.rsplit("/", 1)[1]: q for u, q in quarantine.items()}
     gold_rows = {r["uri"].rsplit("/", 1)[1]: r for r in rows(spark, wh, UTTERANCES)}
-    have_corpus = (CORPUS / "MANIFEST.tsv").exists()
-    noise = ["pink_noise.wav", "tone_440hz.flac"]
-    if have_corpus:
-        noise += ["Kevin_MacLeod_-_Vibe_Ace.ogg", "glacier-bay-humpback.ogg", "speechbrain_noise2.wav",
-                  "Brahms_Hungarian_Dance_5_string_orchestra.ogg"]
+    noise = ["pink_noise.wav", "tone_440hz.flac", "Kevin_MacLeod_-_Vibe_Ace.ogg", "glacier-bay-humpback.ogg",
+             "speechbrain_noise2.wav", "Brahms_Hungarian_Dance_5_string_orchestra.ogg"]
     # music, noise and tones: quarantined by the expectation that caught them
     for name in noise:
         (q,) = by_name[name]
@@ -59,11 +56,10 @@ def test_conservation_reasons_and_curation(spark, corpus_warehouse):
     assert by_name["nan_float.wav"][0]["stage"] == "annotate"
     # clean speech is curated
     assert "en_weather.wav" in gold_rows and "en_library.flac" in gold_rows
-    if have_corpus:
-        lj = [n for n in gold_rows if n.startswith("LJ001")]
-        assert "jfk.flac" in gold_rows and len(lj) >= 25, sorted(gold_rows)
-        jfk = gold_rows["jfk.flac"]
-        assert jfk["language"] == "en" and "country" in jfk["transcript"] and jfk["quality_band"]
+    lj = [n for n in gold_rows if n.startswith("LJ001")]
+    assert "jfk.flac" in gold_rows and len(lj) >= 25, sorted(gold_rows)
+    jfk = gold_rows["jfk.flac"]
+    assert jfk["language"] == "en" and "country" in jfk["transcript"] and jfk["quality_band"]
     segments = rows(spark, wh, SEGMENTS)
     assert {s["audio_id"] for s in segments} == gold
     assert all(s["words"] for s in segments if s["text"])
