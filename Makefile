@@ -16,10 +16,10 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
 setup: $(STAMP) $(DELTA_JARS) $(MODELS) class-archive
 
-# The JVM's class-data-sharing archive for local Spark + Delta (jobs/class_archive.py): made once per Java
+# The JVM's class-data-sharing archive for local Spark + Delta (jobs/spark/class_archive.py): made once per Java
 # build and class path, it takes seconds off every command's start. Checking that it is current is cheap.
 class-archive: $(STAMP) $(DELTA_JARS)
-	@$(BIN)/python -m jobs.class_archive
+	@$(BIN)/python -m jobs.spark.make_class_archive
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }

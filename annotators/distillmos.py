@@ -17,32 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import AnnotationError, Annotator, AudioItem, Resources
+from annotators.distillmos_frontend import WINDOW, compressed_spectra
+from annotators.torch_exports import cpu_session
 from schemas.errors import ErrorCode
 
 SR = 16000
-WINDOW = 122880  # 7.68 s, the model's input length
 MIN_S = 1.0
-WINDOWS_PER_CALL = 4  # per forward pass on CPU (its activations: ~60 MB per window)
+WINDOWS_PER_CALL = 4  # per forward pass on CPU (its activations grow with each window)
 WINDOWS_PER_CALL_GPU = 24
-
-
-HOP, WIN = 160, 320  # the model's STFT: 10 ms hop, 20 ms window
-HANN = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)).astype(np.float32)  # periodic, as torch's
-
-
-def compressed_spectra(batch: np.ndarray) -> np.ndarray:
-    """(windows, 2, 161, 768) float32: the model's front end (peak normalisation, reflect padding, a
-    320-point STFT with a periodic Hann window, magnitudes compressed to the power 0.3 keeping the phase),
-    as distillmos computes it in torch, which the ONNX export cannot carry (complex STFT)."""
-    x = batch / (np.abs(batch).max(axis=1, keepdims=True) + np.float32(1e-8))
-    pad = (WIN - HOP) // 2
-    x = np.pad(x, ((0, 0), (pad, pad)), mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(x, WIN, axis=1)[:, ::HOP]
-    spectrum = np.fft.rfft(frames * HANN, axis=-1)
-    parts = np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)  # (windows, frames, 161, 2)
-    magnitude = np.maximum(np.sqrt((parts ** 2).sum(-1, keepdims=True)), np.float32(1e-12))
-    compressed = magnitude ** np.float32(0.3) * parts / magnitude
-    return np.ascontiguousarray(compressed.transpose(0, 3, 2, 1), dtype=np.float32)
 
 
 def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarray:
@@ -72,8 +54,6 @@ class DistillMos(Annotator):
         super().setup(device, device_index, threads)
         self._per_call = WINDOWS_PER_CALL_GPU if device == "cuda" else WINDOWS_PER_CALL
         if device != "cuda":
-            from annotators.torch_exports import cpu_session
-
             self._session = cpu_session("distillmos", self.params["cache_dir"], threads)
             self._model = None
             return

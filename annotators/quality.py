@@ -16,11 +16,10 @@ life of the worker). Feature extraction and score polynomials are speechmos's ow
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyarrow as pa
 
+from annotators import speechmos_internals as sm
 from annotators.base import AnnotationError, Annotator, AudioItem, Resources
 from annotators.onnx import session_options
 from schemas.errors import ErrorCode
@@ -67,12 +66,8 @@ class Quality(Annotator):
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
         import onnxruntime as ort
-        import speechmos
-        from speechmos.dnsmos import DNSMOS
 
-        root = os.path.dirname(speechmos.__file__)
-        primary = os.path.join(root, "pdnsmos_models" if self.params["personalized"] else "dnsmos_models",
-                               "sig_bak_ovr.onnx")
+        primary = sm.model_file("dnsmos_personalized" if self.params["personalized"] else "dnsmos")
         opts = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.windows_per_call = 1
@@ -81,15 +76,11 @@ class Quality(Annotator):
             self.windows_per_call = WINDOWS_PER_CALL
         else:  # onnxruntime without CUDA: the models run on the host (and in the host's lane of a GPU task)
             self.device = "cpu"
-        self._dnsmos = DNSMOS.__new__(DNSMOS)  # reuse its melspec and polynomials, not its sessions
+        self._dnsmos = sm.DnsmosFeatures()  # its melspec and polynomials, with our sessions
         self._primary = ort.InferenceSession(primary, opts, providers=providers)
-        self._p808 = ort.InferenceSession(os.path.join(root, "dnsmos_models", "model_v8.onnx"), opts,
-                                          providers=providers)
-        from speechmos.plcmos import PLCMOS
-
-        self._plc = PLCMOS.__new__(PLCMOS)  # its STFT features, with our session and seeded raters
-        self._plc_session = ort.InferenceSession(os.path.join(root, "plcmos_models", "plcmos_v2.onnx"), opts,
-                                                 providers=providers)
+        self._p808 = ort.InferenceSession(sm.model_file("p808"), opts, providers=providers)
+        self._plc = sm.PlcmosFeatures()  # its STFT features, with our session and seeded raters
+        self._plc_session = ort.InferenceSession(sm.model_file("plcmos"), opts, providers=providers)
         self._raters = np.random.default_rng(20230820).normal(
             size=(self.params["plcmos_rounds"], 1, 64)).astype(np.float32)
 
@@ -121,12 +112,11 @@ class Quality(Annotator):
     def _score(self, batch: np.ndarray) -> np.ndarray:
         try:
             raw = self._primary.run(None, {"input_1": batch})[0]
-            mels = np.stack([self._dnsmos.audio_melspec(audio=w[:-160]) for w in batch]).astype(np.float32)
+            mels = np.stack([self._dnsmos.p808_melspec(w[:-160]) for w in batch]).astype(np.float32)
             p808 = self._p808.run(None, {"input_1": mels})[0][:, 0]
         except Exception as exc:  # onnxruntime errors on a batch are model errors, not bad audio
             raise AnnotationError(ErrorCode.MODEL_ERROR, f"DNSMOS failed: {exc}") from exc
-        sig, bak, ovr = self._dnsmos.get_polyfit_val(raw[:, 0], raw[:, 1], raw[:, 2],
-                                                     self.params["personalized"])
+        sig, bak, ovr = self._dnsmos.polyfit(raw[:, 0], raw[:, 1], raw[:, 2], self.params["personalized"])
         return np.stack([sig, bak, ovr, p808], axis=1)
 
     def _plcmos(self, pieces: list[np.ndarray]) -> float:
@@ -136,7 +126,7 @@ class Quality(Annotator):
         scores, weights = [], []
         for k in range(0, len(pieces), PLC_WINDOWS):
             audio = np.clip(np.concatenate(pieces[k: k + PLC_WINDOWS]), -1.0, 1.0)
-            feats = np.float32(self._plc.stft_transform(audio))[np.newaxis, np.newaxis, ...]
+            feats = np.float32(self._plc.stft(audio))[np.newaxis, np.newaxis, ...]
             try:
                 scores.append(np.mean([self._plc_session.run(None, {"degraded_audio": feats, "rater_embed": r})[0]
                                        for r in self._raters]))

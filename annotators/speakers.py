@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import Annotator, AudioItem, Resources, SkipAnnotation
+from annotators.torch_exports import cpu_session
 from annotators.vad import speech_before
 from schemas.errors import ErrorCode
 
@@ -125,8 +126,6 @@ class Speakers(Annotator):
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
         if device != "cuda":  # the encoder's ONNX export in onnxruntime: a CPU worker never imports torch
-            from annotators.torch_exports import cpu_session
-
             self._session = cpu_session("resemblyzer", self.params["cache_dir"], threads)
             self._encoder = None
             return

@@ -1,7 +1,7 @@
 """Torch models exported once to ONNX, so that a CPU worker runs them in onnxruntime without importing torch.
 
-Importing torch costs a Python worker ~460 MiB of resident memory before any model is loaded (measured:
-214 → 673 MiB), and two annotators (distillmos, speakers) were its only users on CPU. Their packages ship
+Importing torch costs a Python worker hundreds of MiB of resident memory before any model is loaded
+(BENCHMARKS.md, "Annotate stage"), and two annotators (distillmos, speakers) were its only users on CPU. Their packages ship
 torch weights only, so the first worker that needs a model exports it in a child process (which imports
 torch, exports, checks the ONNX model against torch on a fixed input, and exits), into the model cache;
 every later worker just loads the file. On a GPU task the annotators keep torch, which earns its place there.
@@ -98,7 +98,7 @@ def _distillmos():
     """DistillMOS after its front end: (windows, 2, 161, frames) compressed spectra → MOS (windows, 1).
 
     torch's ONNX exporter cannot export the complex STFT of the model's first step, so that step is
-    computed in numpy (annotators.distillmos.compressed_spectra) and the export starts after it."""
+    computed in numpy (annotators.distillmos_frontend) and the export starts after it."""
     import contextlib
     import io
 
@@ -106,7 +106,7 @@ def _distillmos():
     import torch
     from distillmos import ConvTransformerSQAModel
 
-    from annotators.distillmos import WINDOW, compressed_spectra
+    from annotators.distillmos_frontend import WINDOW, compressed_spectra
 
     with contextlib.redirect_stdout(io.StringIO()):
         model = ConvTransformerSQAModel(segmenting_in_forward=False).eval()

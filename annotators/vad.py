@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from annotators import faster_whisper_internals as fw
 from annotators.base import Annotator, AudioItem, Resources
 
 SEGMENT = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64())])
@@ -117,10 +118,8 @@ class Vad(Annotator):
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
-        from faster_whisper.vad import VadOptions, get_vad_model
-
-        self._session = get_vad_model().session  # one ONNX session per worker (faster-whisper caches it)
-        self.options = VadOptions(
+        self._session = fw.silero_vad_session()  # one ONNX session per worker
+        self.options = fw.vad_options(
             threshold=self.params["threshold"],
             min_speech_duration_ms=self.params["min_speech_ms"],
             min_silence_duration_ms=self.params["min_silence_ms"],

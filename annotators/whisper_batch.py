@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from annotators import faster_whisper_internals as fw
 from annotators.whisper_features import log_mel
 
 log = logging.getLogger(__name__)
 
 # On a CPU the encoder runs one window per call: its rows come out bit for bit as in a batched call, and
-# on one thread of an Intel Xeon a window of corpus speech cost 0.78-0.83 s alone against 0.95-0.98 s in
-# calls of 4 (base, int8; 0.44 against 0.52 s on 2 threads). The decoder keeps its batch (one generate
-# call per round).
+# one window per call was the faster of the two on the CPUs measured (docs/asr.md). The decoder keeps its
+# batch (one generate call per round).
 CPU_ENCODE_WINDOWS = 1
 
 # transcribe() options this loop implements; the others must keep faster-whisper's defaults (checked)
@@ -91,19 +91,6 @@ class _Window:
     decoded: tuple  # (generation result, avg_logprob, temperature, compression_ratio)
 
 
-class _Aligned:
-    """Stands in for the WhisperModel as `self` of `WhisperModel.add_word_timestamps`, answering its one
-    `find_alignment` call with an alignment computed beforehand for the whole batch. This reuses
-    faster-whisper's word-timing rules (punctuation merging, long-word truncation) unchanged."""
-
-    def __init__(self, frames_per_second: float, alignment: list[dict]):
-        self.frames_per_second = frames_per_second
-        self._alignment = alignment
-
-    def find_alignment(self, tokenizer, text_tokens, encoder_output, num_frames, median_filter_width=7):
-        return [self._alignment]
-
-
 def _array(view):
     """A CTranslate2 StorageView as an array without a copy: numpy on the CPU, a torch tensor on a GPU
     (through torch's __cuda_array_interface__ support)."""
@@ -141,10 +128,7 @@ def join(views: list, holders: list):
 class BatchedWhisper:
     """Transcribes many files with one WhisperModel, `batch_size` windows per model call."""
 
-    def __init__(self, model, options: dict, batch_size: int = 8):
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
-
+    def __init__(self, model, options: dict, batch_size: int):
         unsupported = set(options) - SUPPORTED
         if unsupported:
             raise ValueError(f"batched decoding does not implement {sorted(unsupported)}")
@@ -152,12 +136,10 @@ class BatchedWhisper:
         self.batch_size = max(1, int(batch_size))
         # windows per encoder call: all of a round's on a GPU; one at a time on a CPU (see CPU_ENCODE_WINDOWS)
         self.encode_windows = CPU_ENCODE_WINDOWS if model.model.device == "cpu" else None
-        defaults = {name: p.default for name, p in _transcribe_signature().items()}
-        o = {**defaults, **options}
+        o = {**fw.transcribe_defaults(), **options}
         temperatures = o["temperature"] if isinstance(o["temperature"], (list, tuple)) else [o["temperature"]]
-        any_tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                                  language="en")
-        self.options = TranscriptionOptions(
+        any_tokenizer = fw.tokenizer(model, model.model.is_multilingual, "en")
+        self.options = fw.transcription_options(
             beam_size=o["beam_size"], best_of=o["best_of"], patience=o["patience"],
             length_penalty=o["length_penalty"], repetition_penalty=o["repetition_penalty"],
             no_repeat_ngram_size=o["no_repeat_ngram_size"], log_prob_threshold=o["log_prob_threshold"],
@@ -167,15 +149,15 @@ class BatchedWhisper:
             prompt_reset_on_temperature=o["prompt_reset_on_temperature"], temperatures=list(temperatures),
             initial_prompt=None, prefix=None, suppress_blank=o["suppress_blank"],
             # the suppressed ids do not depend on the language (non-speech symbols and task tokens)
-            suppress_tokens=(get_suppressed_tokens(any_tokenizer, list(o["suppress_tokens"]))
+            suppress_tokens=(fw.suppressed_tokens(any_tokenizer, list(o["suppress_tokens"]))
                              if o["suppress_tokens"] else o["suppress_tokens"]),
             without_timestamps=False, max_initial_timestamp=o["max_initial_timestamp"],
             word_timestamps=o["word_timestamps"], prepend_punctuations=o["prepend_punctuations"],
             append_punctuations=o["append_punctuations"], multilingual=False, max_new_tokens=None,
             clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None,
         )
-        self.n_frames = model.feature_extractor.nb_max_frames
-        self.time_per_frame = model.feature_extractor.time_per_frame
+        self.timing = fw.timing(model)
+        self.n_frames, self.time_per_frame = self.timing.window_frames, self.timing.time_per_frame
         self.calls = {"encode": 0, "generate": 0, "align": 0, "windows": 0}
 
     # ---- public
@@ -198,16 +180,14 @@ class BatchedWhisper:
 
     # ---- one round: the next window of every active file
     def _round(self, files: list[_File]) -> None:
-        from faster_whisper.audio import pad_or_trim
-
         sizes = [min(self.n_frames, f.content_frames - f.seek) for f in files]
-        windows = np.stack([pad_or_trim(f.features[:, f.seek: f.seek + n])
+        windows = np.stack([fw.pad_or_trim(f.features[:, f.seek: f.seek + n])
                             for f, n in zip(files, sizes, strict=True)])
         holders: list = []
         encoded = self._encode(windows, holders)
         self.calls["windows"] += len(files)
         self._detect_languages(files, encoded, holders)
-        prompts = [self.model.get_prompt(f.tokenizer, f.all_tokens[f.prompt_reset_since:]) for f in files]
+        prompts = [fw.prompt(self.model, f.tokenizer, f.all_tokens[f.prompt_reset_since:]) for f in files]
         decoded = self._generate_with_fallback(encoded, prompts, files, holders)
 
         kept: list[_Window] = []
@@ -219,8 +199,8 @@ class BatchedWhisper:
                 f.seek += size  # no speech in this window: fast-forward, as faster-whisper does
                 continue
             start = f.seek
-            segments, f.seek, single_ending = self.model._split_segments_by_timestamps(
-                tokenizer=f.tokenizer, tokens=gen.sequences_ids[0], time_offset=start * self.time_per_frame,
+            segments, f.seek, single_ending = fw.split_segments_by_timestamps(
+                self.model, tokenizer=f.tokenizer, tokens=gen.sequences_ids[0], time_offset=start * self.time_per_frame,
                 segment_size=size, segment_duration=size * self.time_per_frame, seek=start)
             kept.append(_Window(row, f, size, start, segments, single_ending, result))
         if o.word_timestamps:
@@ -230,18 +210,14 @@ class BatchedWhisper:
 
     def _encode(self, windows: np.ndarray, holders: list):
         """The encoder output of every window, `encode_windows` windows per call, joined into one view."""
-        from faster_whisper.transcribe import get_ctranslate2_storage
-
         step = self.encode_windows or len(windows)
         parts = []
         for k in range(0, len(windows), step):
-            parts.append(self.model.model.encode(get_ctranslate2_storage(windows[k: k + step]), to_cpu=False))
+            parts.append(self.model.model.encode(fw.ctranslate2_storage(windows[k: k + step]), to_cpu=False))
             self.calls["encode"] += 1
         return parts[0] if len(parts) == 1 else join(parts, holders)
 
     def _detect_languages(self, files: list[_File], encoded, holders: list) -> None:
-        from faster_whisper.tokenizer import Tokenizer
-
         multilingual = self.model.model.is_multilingual
         todo = [k for k, f in enumerate(files) if f.tokenizer is None]
         detect = [k for k in todo if files[k].language is None and multilingual]
@@ -254,21 +230,18 @@ class BatchedWhisper:
             f = files[k]
             if f.info is None:  # forced, or an English-only model
                 f.info = LanguageInfo(f.language if multilingual else "en", 1.0, None)
-            f.tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe",
-                                    language=f.info.language)
+            f.tokenizer = fw.tokenizer(self.model, multilingual, f.info.language)
 
     def _generate_with_fallback(self, encoded, prompts, files, holders) -> list[tuple]:
         """faster-whisper's generate_with_fallback, per file, over the batch: the files that need the next
         temperature are decoded again together."""
-        from faster_whisper.transcribe import get_compression_ratio
-
         o = self.options
         n = len(files)
         final: list[tuple | None] = [None] * n
         tried: list[list[tuple]] = [[] for _ in range(n)]
         below_cr: list[list[tuple]] = [[] for _ in range(n)]
         pending = list(range(n))
-        max_initial = int(round(o.max_initial_timestamp / self.model.time_precision))
+        max_initial = int(round(o.max_initial_timestamp / self.timing.time_precision))
         temperature = o.temperatures[0]
         for temperature in o.temperatures:
             if not pending:
@@ -282,7 +255,7 @@ class BatchedWhisper:
             results = self.model.model.generate(
                 sub, [prompts[i] for i in pending], length_penalty=o.length_penalty,
                 repetition_penalty=o.repetition_penalty, no_repeat_ngram_size=o.no_repeat_ngram_size,
-                max_length=self.model.max_length, return_scores=True, return_no_speech_prob=True,
+                max_length=self.timing.max_length, return_scores=True, return_no_speech_prob=True,
                 suppress_blank=o.suppress_blank, suppress_tokens=o.suppress_tokens,
                 max_initial_timestamp_index=max_initial, **kwargs)
             self.calls["generate"] += 1
@@ -290,7 +263,7 @@ class BatchedWhisper:
             for i, result in zip(pending, results, strict=True):
                 tokens = result.sequences_ids[0]
                 avg_logprob = result.scores[0] * (len(tokens) ** o.length_penalty) / (len(tokens) + 1)
-                ratio = get_compression_ratio(files[i].tokenizer.decode(tokens).strip())
+                ratio = fw.compression_ratio(files[i].tokenizer.decode(tokens).strip())
                 outcome = (result, avg_logprob, temperature, ratio)
                 tried[i].append(outcome)
                 needs_fallback = False
@@ -316,8 +289,6 @@ class BatchedWhisper:
 
     def _add_word_timestamps(self, kept: list[_Window], encoded, holders: list) -> None:
         """One `align` call per language (its start sequence carries the language token)."""
-        from faster_whisper.transcribe import WhisperModel
-
         by_language: dict[str, list[_Window]] = {}
         for w in kept:
             by_language.setdefault(w.file.tokenizer.language_code, []).append(w)
@@ -327,22 +298,19 @@ class BatchedWhisper:
             text_tokens = [[t for s in w.segments for t in s["tokens"] if t < tokenizer.eot] for w in group]
             rows = [w.row for w in group]
             sub = encoded if len(rows) == encoded.shape[0] else take(encoded, rows, holders)
-            alignments = self.model.find_alignment(tokenizer, text_tokens, sub, [w.size for w in group])
+            alignments = fw.find_alignment(self.model, tokenizer, text_tokens, sub, [w.size for w in group])
             self.calls["align"] += 1
             for w, alignment in zip(group, alignments, strict=True):
                 f = w.file
-                WhisperModel.add_word_timestamps(
-                    _Aligned(self.model.frames_per_second, alignment), [w.segments], f.tokenizer, None, w.size,
-                    o.prepend_punctuations, o.append_punctuations, last_speech_timestamp=f.last_speech_timestamp)
-                last_word_end = _end(w.segments)
+                fw.add_word_timestamps(self.timing.frames_per_second, alignment, w.segments, f.tokenizer, w.size,
+                                       o.prepend_punctuations, o.append_punctuations, f.last_speech_timestamp)
+                last_word_end = fw.end_of(w.segments)
                 if not w.single_ending and last_word_end is not None and last_word_end > w.seek * self.time_per_frame:
-                    f.seek = round(last_word_end * self.model.frames_per_second)
+                    f.seek = round(last_word_end * self.timing.frames_per_second)
                 if last_word_end is not None:
                     f.last_speech_timestamp = last_word_end
 
     def _emit(self, w: _Window) -> None:
-        from faster_whisper.transcribe import Segment, Word
-
         f = w.file
         gen, avg_logprob, temperature, compression_ratio = w.decoded
         for s in w.segments:
@@ -350,25 +318,11 @@ class BatchedWhisper:
             if s["start"] == s["end"] or not text.strip():
                 continue
             f.all_tokens.extend(s["tokens"])
-            f.segments.append(Segment(
+            f.segments.append(fw.segment(
                 id=len(f.segments) + 1, seek=w.seek, start=s["start"], end=s["end"], text=text,
                 tokens=s["tokens"], temperature=temperature, avg_logprob=avg_logprob,
                 compression_ratio=compression_ratio, no_speech_prob=gen.no_speech_prob,
-                words=[Word(**x) for x in s["words"]] if self.options.word_timestamps else None))
+                words=[fw.word(**x) for x in s["words"]] if self.options.word_timestamps else None))
         o = self.options
         if not o.condition_on_previous_text or temperature > o.prompt_reset_on_temperature:
             f.prompt_reset_since = len(f.all_tokens)
-
-
-def _end(segments: list[dict]) -> float | None:
-    from faster_whisper.utils import get_end
-
-    return get_end(segments)
-
-
-def _transcribe_signature():
-    import inspect
-
-    from faster_whisper import WhisperModel
-
-    return {k: v for k, v in inspect.signature(WhisperModel.transcribe).parameters.items() if k != "self"}

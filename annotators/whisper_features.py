@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from annotators import faster_whisper_internals as fw
+
 PIECE_FRAMES = 6000  # 60 s of 10 ms frames per piece
 TAIL_PADDING = 160  # zero samples faster-whisper appends before the STFT
 
@@ -46,14 +48,15 @@ def log_mel(extractor, audio: np.ndarray, int16_grid: bool = False) -> np.ndarra
     """The features `extractor(audio)` returns (faster-whisper's FeatureExtractor, default padding);
     with `int16_grid`, those of `extractor(as_int16_grid(audio))`, rounding each stretch as it is read
     (rounding is per sample, and the padding's zeros are on the grid)."""
-    n_fft, hop = extractor.n_fft, extractor.hop_length
+    parts = fw.spectrogram(extractor)
+    n_fft, hop = parts.n_fft, parts.hop_length
     half = n_fft // 2
     if len(audio) + TAIL_PADDING <= half:  # reflected more than once: not a long file, use the original
         return extractor(as_int16_grid(audio) if int16_grid else audio)
     frames = 1 + (len(audio) + TAIL_PADDING + 2 * half - n_fft) // hop
     kept = frames - 1  # faster-whisper drops the last STFT frame
     window = np.hanning(n_fft + 1)[:-1].astype("float32")
-    out = np.empty((extractor.mel_filters.shape[0], kept), np.float32)
+    out = np.empty((parts.mel_filters.shape[0], kept), np.float32)
     # The last piece includes the frame faster-whisper drops, so that it transforms the same frames.
     # With pieces of 6,000 frames the features were bit-identical to one pass on every input tried (43,
     # up to 262 s) on the machines this was written on; pieces of 16 frames differed in the last bit on
@@ -64,10 +67,10 @@ def log_mel(extractor, audio: np.ndarray, int16_grid: bool = False) -> np.ndarra
         piece = _padded_stretch(audio, a * hop, (b - 1) * hop + n_fft, half)
         if int16_grid:
             piece = as_int16_grid(piece)
-        stft = extractor.stft(piece, n_fft, hop, window=window, return_complex=True, center=False)
+        stft = parts.stft(piece, n_fft, hop, window=window, return_complex=True, center=False)
         b = min(b, kept)
         magnitudes = np.abs(stft.astype("complex64")[:, : b - a]) ** 2
-        out[:, a:b] = np.log10(np.clip(extractor.mel_filters @ magnitudes, a_min=1e-10, a_max=None))
+        out[:, a:b] = np.log10(np.clip(parts.mel_filters @ magnitudes, a_min=1e-10, a_max=None))
     np.maximum(out, out.max() - 8.0, out=out)
     out += 4.0
     out /= 4.0

@@ -1,14 +1,13 @@
 """Packing short clips into shared 30 s Whisper windows, and splitting the transcript back per clip.
 
-Whisper's encoder always sees 30 s: a 4 s clip alone spends ~85 % of its encoder work on padding, and
+Whisper's encoder always sees 30 s: a 4 s clip alone spends most of its encoder work on padding, and
 on CPU the encoder is most of the cost of a short clip. Here clips of one language are laid end to end
 with `gap_s` of silence between them in one window, decoded as one file (with word timestamps), and each
 word goes back to the clip under its midpoint (a word in a gap goes to the nearest clip).
 
 The language of each clip must be known before packing. Whisper's language detection runs on the encoder
 output of the clip's own window, which is the cost packing saves; so the clip is detected on an encoder
-pass over its own frames only (no padding: detection on 56 corpus clips took 3.6 s against 44.4 s
-padded, one thread). That estimate is less sure than the padded one on hard clips, so only clips it names with at least `min_language_prob` are packed; the
+pass over its own frames only (no padding, a fraction of the padded cost). That estimate is less sure than the padded one on hard clips, so only clips it names with at least `min_language_prob` are packed; the
 others, and clips longer than `max_clip_s`, take the unpacked path with the usual detection.
 
 Per-clip segment fields that Whisper scores per window (avg_logprob, no_speech_prob, compression_ratio,
@@ -21,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from annotators import faster_whisper_internals as fw
 from annotators.whisper_batch import BatchedWhisper, LanguageInfo
 
 SR = 16000
@@ -36,11 +36,9 @@ class PackSettings:
 
 def detect_unpadded(batched: BatchedWhisper, audio: np.ndarray) -> LanguageInfo:
     """Whisper language detection on the encoder output of the clip's own frames (no 30 s padding)."""
-    from faster_whisper.transcribe import get_ctranslate2_storage
-
     model = batched.model
     features = model.feature_extractor(audio)[:, :-1]
-    encoded = model.model.encode(get_ctranslate2_storage(np.ascontiguousarray(features[None])), to_cpu=False)
+    encoded = model.model.encode(fw.ctranslate2_storage(np.ascontiguousarray(features[None])), to_cpu=False)
     batched.calls["detect_unpadded"] = batched.calls.get("detect_unpadded", 0) + 1
     ranked = model.model.detect_language(encoded)[0]
     probs = [(token[2:-2], float(p)) for token, p in ranked]
@@ -86,8 +84,6 @@ def owner(start: float, end: float, spans: list[tuple[float, float]]) -> int:
 
 def split(segments: list, spans: list[tuple[float, float]]) -> list[list]:
     """Per clip, the packed window's segments cut to that clip's words, in clip time."""
-    from faster_whisper.transcribe import Word
-
     out: list[list] = [[] for _ in spans]
     for segment in segments:
         words_by_clip: dict[int, list] = {}
@@ -95,7 +91,7 @@ def split(segments: list, spans: list[tuple[float, float]]) -> list[list]:
             words_by_clip.setdefault(owner(w.start, w.end, spans), []).append(w)
         for k, words in sorted(words_by_clip.items()):
             a, b = spans[k]
-            local = [Word(start=round(min(max(w.start, a), b) - a, 2), end=round(min(max(w.end, a), b) - a, 2),
+            local = [fw.word(start=round(min(max(w.start, a), b) - a, 2), end=round(min(max(w.end, a), b) - a, 2),
                           word=w.word, probability=w.probability) for w in words]
             out[k].append(replace(segment, id=len(out[k]) + 1, seek=0, start=local[0].start, end=local[-1].end,
                                   text="".join(w.word for w in words), tokens=[], words=local))

@@ -48,7 +48,7 @@ def asr_settings():
     from annotators.registry import build
     from jobs.config import load_config
 
-    params = load_config(overrides={"warehouse": "unused"}).section("annotate")["params"]
+    params = load_config(overrides={"warehouse": "unused"}).annotate.params
     asr = build(["asr"], params)[0]
     from annotators.asr import DECODE_OPTIONS
 
@@ -116,8 +116,8 @@ def gain_variants(files, out: Path, gains_db: list[float]) -> list[Path]:
 
 
 def jit_used() -> str:
-    """How the default settings make a local driver JVM compile on this machine (jobs.session)."""
-    from jobs.session import quick_jit_wanted
+    """How the default settings make a local driver JVM compile on this machine (jobs.spark.session)."""
+    from jobs.spark.session import quick_jit_wanted
 
     return "C1 only" if quick_jit_wanted("auto") else "the full JIT"
 

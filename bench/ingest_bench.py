@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         make_files(src, args.files)
         print(f"made {args.files} files in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-        from jobs.session import quick_jit_wanted
+        from jobs.spark.session import quick_jit_wanted
 
         default_c1 = quick_jit_wanted("auto")  # what `spark.quick_jit: auto` (the default) decides here
         variants = {"default": "auto", "other": not default_c1}

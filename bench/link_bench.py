@@ -53,7 +53,7 @@ def full_struct(F, dtype, **values):
 def make_archive(spark, wh, n: int, per_speaker: int, noise: float) -> None:
     from pyspark.sql import functions as F
 
-    from jobs.catalog import SILVER
+    from jobs.warehouse.catalog import SILVER
     from schemas.tables import BRONZE
 
     silver_types = {f.name: f.dataType for f in SILVER.schema.fields}
@@ -97,10 +97,10 @@ def measure(n: int, per_speaker: int, noise: float) -> dict:
     from pyspark.sql import functions as F
 
     from jobs.config import load_config
-    from jobs.ledger import RunRecord
-    from jobs.session import build_session
+    from jobs.spark.session import build_session
     from jobs.stages.link import run_link
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.ledger import RunRecord
+    from jobs.warehouse.store import Warehouse
     from schemas.tables import LINKS
 
     with tempfile.TemporaryDirectory(prefix="voxlake-link-bench-") as work:

@@ -28,7 +28,7 @@ def default_annotators() -> list[str]:
     """The shipped default list (jobs/defaults.yaml), so that the benchmark follows it."""
     from jobs.config import load_config
 
-    return list(load_config(overrides={"warehouse": "unused"}).section("annotate")["annotators"])
+    return list(load_config(overrides={"warehouse": "unused"}).annotate.annotators)
 
 
 def make_long_wav(path: Path, minutes: float) -> None:

@@ -28,12 +28,12 @@ def main(argv=None) -> int:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    from jobs.catalog import SILVER
+    from jobs.commands.maintain import run_maintain
     from jobs.config import load_config
-    from jobs.ledger import RunRecord
-    from jobs.session import build_session
-    from jobs.stages.maintain import run_maintain
-    from jobs.warehouse import Warehouse
+    from jobs.spark.session import build_session
+    from jobs.warehouse.catalog import SILVER
+    from jobs.warehouse.ledger import RunRecord
+    from jobs.warehouse.store import Warehouse
 
     work = Path(tempfile.mkdtemp(prefix="voxlake-bench-merge-"))
     try:

@@ -51,7 +51,7 @@ def timed_submit(cluster: StandaloneCluster, src: Path, wh: Path, cfg: Path) -> 
 
 
 def main(argv=None) -> int:
-    from jobs.session import quick_jit_wanted
+    from jobs.spark.session import quick_jit_wanted
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, nargs="+", default=[10_000, 100_000])

@@ -1,7 +1,7 @@
 """Where the fixed cost of a command goes: `voxlake annotate` with nothing to do, phase by phase.
 
 A warehouse of a few corpus files, annotated once (`levels`); then the annotate command again, which
-finds no work. The child process runs the same calls as `jobs.runner` (session, storage check, lease,
+finds no work. The child process runs the same calls as `jobs.commandline.runner` (session, storage check, lease,
 attach, reap, annotate, ledger) with a clock between them; the whole CLI command is timed too.
 """
 from __future__ import annotations
@@ -34,14 +34,15 @@ def phases(config_file: str, warehouse: str) -> list[tuple[str, float]]:
     def mark(name):
         marks.append((name, time.perf_counter()))
 
-    from jobs.catalog import RUNS, TABLES
     from jobs.config import load_config
-    from jobs.ledger import RunRecord, write_run
-    from jobs.liveness import Heartbeat, reap_dead_runs
-    from jobs.session import build_session
+    from jobs.io.storage import check_storage
+    from jobs.spark.session import build_session
     from jobs.stages import annotate as stage
-    from jobs.storage import check_storage
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.catalog import RUNS, TABLES
+    from jobs.warehouse.lease import Heartbeat, reap_dead_runs
+    from jobs.warehouse.ledger import RunRecord, write_run
+    from jobs.warehouse.state import StageState
+    from jobs.warehouse.store import Warehouse
 
     mark("Python imports (voxlake, pyspark)")
     config = load_config(config_file=config_file, overrides={"warehouse": warehouse})
@@ -52,13 +53,22 @@ def phases(config_file: str, warehouse: str) -> list[tuple[str, float]]:
     wh = Warehouse(spark, config.warehouse)
     stage.register_plugins(config)
     record = RunRecord(job="annotate", config_hash=config.hash())
-    lease = Heartbeat(wh, record, 30, 300, 0)
+    run = config.run
+    lease = Heartbeat(wh, record, run.heartbeat_s, run.dead_after_s, run.lease_wait_s)
     lease.__enter__()
     mark("warehouse lease (claim, settle)")
     wh.attach()
     mark("attach tables (create missing, check schemas)")
-    reap_dead_runs(wh, 300, own_run_id=record.run_id)
+    reap_dead_runs(wh, run.dead_after_s, own_run_id=record.run_id)
     mark("reap dead runs")
+    unchanged = StageState.unchanged
+
+    def timed_unchanged(self, *a, **k):
+        out = unchanged(self, *a, **k)
+        mark("annotate: inputs as recorded? (table versions, the stage's record)")
+        return out
+
+    StageState.unchanged = timed_unchanged
     select = stage.select_work
 
     def timed_select(*a, **k):
@@ -113,14 +123,16 @@ def main(argv=None) -> int:
                        capture_output=True)
         subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(cfg)], cwd=REPO, check=True,
                        capture_output=True)
-        from jobs.class_archive import usable_archive
+        record = Path(wh, "_state", "annotate")  # where annotate records inputs it found nothing to do for
         from jobs.config import load_config
-        from jobs.session import local_delta_jars, quick_jit_wanted
+        from jobs.spark.class_archive import usable_archive
+        from jobs.spark.jars import local_delta_jars
+        from jobs.spark.session import quick_jit_wanted
 
         archive = usable_archive(local_delta_jars())
-        defaults = load_config(overrides={"warehouse": wh}).section("spark")
-        effective = {"class_archive": defaults.get("class_archive"),  # quick_jit: auto decided for this machine
-                     "quick_jit": quick_jit_wanted(defaults.get("quick_jit"))}
+        defaults = load_config(overrides={"warehouse": wh}).spark
+        effective = {"class_archive": defaults.class_archive,  # quick_jit: auto decided for this machine
+                     "quick_jit": quick_jit_wanted(defaults.quick_jit)}
         variants = {  # label -> spark settings
             "neither": {"class_archive": False, "quick_jit": False},
             "class archive": {"class_archive": True, "quick_jit": False},
@@ -132,40 +144,60 @@ def main(argv=None) -> int:
         for i, (label, spark_cfg) in enumerate(variants.items()):
             configs[label] = work / f"variant-{i}.yaml"
             configs[label].write_text(yaml.safe_dump({"annotate": {"annotators": ["levels"]}, "spark": spark_cfg}))
-        command_s: dict[str, list[float]] = {label: [] for label in variants}
+        # per variant: a run that selects (no record: it queries, finds nothing and records its inputs),
+        # then one that finds its inputs recorded and stops there (a nightly run with nothing new)
+        command_s: dict[tuple[str, str], list[float]] = {}
         for _ in range(REPEATS):  # interleaved, so that a slow moment of the machine hits every variant
             for label, config_file in configs.items():
-                start = time.perf_counter()
-                subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(config_file)], cwd=REPO,
-                               check=True, capture_output=True)
-                command_s[label].append(time.perf_counter() - start)
-        medians = {label: statistics.median(times) for label, times in command_s.items()}
-        child = subprocess.run([sys.executable, "-m", "bench.startup_bench", "--child", str(cfg), wh], cwd=REPO,
-                               check=True, capture_output=True, text=True)
-        steps = json.loads(child.stdout.strip().splitlines()[-1])
-        total = sum(s for _, s in steps)
+                for path in ("selects", "recorded"):
+                    if path == "selects":
+                        shutil.rmtree(record, ignore_errors=True)
+                    start = time.perf_counter()
+                    subprocess.run([*cli, "annotate", "--warehouse", wh, "--config", str(config_file)], cwd=REPO,
+                                   check=True, capture_output=True)
+                    command_s.setdefault((label, path), []).append(time.perf_counter() - start)
+        medians = {key: statistics.median(times) for key, times in command_s.items()}
+        steps_by_path = {}
+        for path in ("selects", "recorded"):
+            if path == "selects":
+                shutil.rmtree(record, ignore_errors=True)
+            child = subprocess.run([sys.executable, "-m", "bench.startup_bench", "--child", str(cfg), wh],
+                                   cwd=REPO, check=True, capture_output=True, text=True)
+            steps_by_path[path] = json.loads(child.stdout.strip().splitlines()[-1])
+        def bold(label, text):
+            return f"**{text}**" if label == shipped else text
+
         lines = [
             "## Fixed cost: `voxlake annotate` with nothing to do",
             "",
             f"{len(list(src.iterdir()))} files already annotated; local mode. The whole command as a user runs it, "
-            f"median of {REPEATS} runs each:",
+            f"median of {REPEATS} runs each: once with no record of the stage's inputs (it queries bronze and "
+            "silver, finds nothing to do and records its inputs), once right after (its inputs are as recorded: "
+            "it stops before any query, as a nightly run with nothing new does).",
             "",
-            "| local driver JVM | spark settings | wall s |",
-            "| --- | --- | ---: |",
+            "| local driver JVM | spark settings | wall s, selects | wall s, inputs as recorded |",
+            "| --- | --- | ---: | ---: |",
             *[f"| {label}{' (default)' if label == shipped else ''} | `class_archive: {str(v['class_archive']).lower()}`, "
               f"`quick_jit: {str(v['quick_jit']).lower()}`"
               f"{'' if archive or not v['class_archive'] else ' (no archive was found: none used)'} | "
-              f"{'**' if label == shipped else ''}{medians[label]:.1f}{'**' if label == shipped else ''} |"
+              + " | ".join(bold(label, f"{medians[(label, path)]:.1f}") for path in ("selects", "recorded")) + " |"
               for label, v in variants.items()],
-            "",
-            f"The same steps timed one by one in a fresh process, default settings{'' if archive else ' (no archive made)'}, "
-            f"`quick_jit: {str(defaults.get('quick_jit')).lower()}` "
-            f"({'C1 only' if effective['quick_jit'] else 'the full JIT'} on this machine's {os.cpu_count()} cores; "
-            f"{total:.1f} s):",
-            "",
-            "| step | seconds | share |",
-            "| --- | ---: | ---: |",
-            *[f"| {name} | {s:.2f} | {s / total:.0%} |" for name, s in steps],
+        ]
+        for path, title in (("selects", "with no record of its inputs"), ("recorded", "with its inputs as recorded")):
+            steps = steps_by_path[path]
+            total = sum(s for _, s in steps)
+            lines += [
+                "",
+                f"The same steps timed one by one in a fresh process, {title}, default settings"
+                f"{'' if archive else ' (no archive made)'}, `quick_jit: {str(defaults.quick_jit).lower()}` "
+                f"({'C1 only' if effective['quick_jit'] else 'the full JIT'} on this machine's {os.cpu_count()} "
+                f"cores; {total:.1f} s):",
+                "",
+                "| step | seconds | share |",
+                "| --- | ---: | ---: |",
+                *[f"| {name} | {s:.2f} | {s / total:.0%} |" for name, s in steps],
+            ]
+        lines += [
             "",
             "The first Spark job of a session pays for query compilation and the first Delta snapshots; "
             "whichever step runs it first shows that cost.",

@@ -7,7 +7,7 @@ from pathlib import Path
 if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.cli import main as cli_main  # noqa: E402
+from jobs.commandline.cli import main as cli_main  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

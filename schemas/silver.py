@@ -1,5 +1,5 @@
 """silver.annotations: the fixed struct columns. The table's annotator columns come from the annotators'
-output schemas, so the full table schema is assembled above the annotators, in jobs.catalog."""
+output schemas, so the full table schema is assembled above the annotators, in jobs.warehouse.catalog."""
 from __future__ import annotations
 
 from pyspark.sql.types import (

@@ -27,7 +27,7 @@ def quarantine_rows(spark, wh) -> list[dict]:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from jobs.config import load_config
-    from jobs.session import build_session
+    from jobs.spark.session import build_session
 
     config = load_config(overrides={"warehouse": str(tmp_path_factory.mktemp("wh")), "spark": {"master": "local[2,4]"}})  # 4 attempts per task, as on a cluster
     session = build_session(config, app_name="voxlake-tests")
@@ -49,7 +49,7 @@ def make_config(tmp_path):
 
 @pytest.fixture
 def warehouse_for(spark):
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     def _attach(config):
         wh = Warehouse(spark, config.warehouse)
@@ -82,7 +82,7 @@ def corpus_manifest():
 def _default_annotators() -> list[str]:
     from jobs.config import load_config
 
-    return list(load_config(overrides={"warehouse": "unused"}).section("annotate")["annotators"])
+    return list(load_config(overrides={"warehouse": "unused"}).annotate.annotators)
 
 
 # For end-to-end tests that are not about speakers, scenes or the second MOS opinion: the shipped default
@@ -106,9 +106,9 @@ def corpus_warehouse(spark, tmp_path_factory):
 
     from audio_factory import make_bad_inputs
 
+    from jobs.commandline.runner import execute
     from jobs.config import load_config
-    from jobs.runner import execute
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     root = tmp_path_factory.mktemp("corpus_run")
     bad = root / "bad_inputs"

@@ -10,7 +10,7 @@ import jinja2
 import pytest
 from conftest import REPO
 
-from jobs.cli import build_parser
+from jobs.commandline.cli import build_parser
 
 AIRFLOW_PY = REPO / ".deps" / "airflow-venv" / "bin" / "python"
 

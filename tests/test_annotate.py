@@ -7,10 +7,10 @@ from audio_factory import tone, write_wav
 from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
 
-from jobs.catalog import SILVER
-from jobs.ledger import RunRecord, write_run
 from jobs.stages.annotate import run_annotate
 from jobs.stages.ingest import run_ingest
+from jobs.warehouse.catalog import SILVER
+from jobs.warehouse.ledger import RunRecord, write_run
 from schemas.tables import BRONZE
 
 SIGNAL = ["levels", "vad", "snr", "bandwidth", "pitch"]

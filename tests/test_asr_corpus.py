@@ -10,7 +10,7 @@ import pytest
 from annotators.asr import DECODE_OPTIONS
 from annotators.registry import ANNOTATORS
 from annotators.text import wer_normalize
-from jobs.catalog import SILVER
+from jobs.warehouse.catalog import SILVER
 from schemas.tables import BRONZE
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def test_wer_equals_bare_faster_whisper(corpus_results, corpus_dir, corpus_manif
 
     from annotators.registry import build
 
-    asr = build(["asr"], corpus_warehouse["config"].section("annotate")["params"])[0]
+    asr = build(["asr"], corpus_warehouse["config"].annotate.params)[0]
     any_row = next(r for r in corpus_results.values() if r["asr"]["status"] == "ok")
     bare = WhisperModel(any_row["asr"]["model_path"], device="cpu", compute_type=asr.params["compute_type"],
                         cpu_threads=2)

@@ -83,7 +83,7 @@ def test_config_mistakes_exit_2_naming_the_key_and_the_closest_one(tmp_path):
     ok = load_config(overrides={"warehouse": "unused", "spark": {"conf": {"spark.hadoop.fs.s3a.endpoint": "x"}},
                                 "annotate": {"params": {"asr": {"model": "tiny.en"}}, "plugins": {}},
                                 "publish": {"critical": {"mean_dnsmos_min": None, "mean_dnsmos_max": None}}})
-    assert ok.section("annotate")["params"]["asr"]["model"] == "tiny.en"
+    assert ok.annotate.params["asr"]["model"] == "tiny.en"
 
 
 def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
@@ -91,7 +91,7 @@ def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
     import io
     import time
 
-    from jobs.progress import StageProgress
+    from jobs.spark.progress import StageProgress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -107,8 +107,8 @@ def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
 
 def test_class_archive_is_tied_to_the_class_path(tmp_path):
     """An archive made for other jars is never used: its name changes with any jar on the class path."""
-    from jobs.class_archive import archive_path
-    from jobs.session import local_delta_jars
+    from jobs.spark.class_archive import archive_path
+    from jobs.spark.session import local_delta_jars
 
     jars = local_delta_jars()
     extra = tmp_path / "extra.jar"

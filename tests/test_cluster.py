@@ -53,9 +53,9 @@ def silver_rows(spark, warehouse: Path) -> dict:
 def cluster_run(spark, cluster, tmp_path_factory):
     """Ingest the samples (locally), then `spark-submit jobs/annotate.py` to the cluster."""
     from jobs.config import load_config
-    from jobs.ledger import RunRecord
     from jobs.stages.ingest import run_ingest
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.ledger import RunRecord
+    from jobs.warehouse.store import Warehouse
 
     root = tmp_path_factory.mktemp("cluster_run")
     src = REPO / "samples" / "audio"
@@ -71,9 +71,9 @@ def cluster_run(spark, cluster, tmp_path_factory):
 
 
 def test_spark_submit_to_a_standalone_cluster_matches_local_mode(spark, cluster_run, make_config, warehouse_for):
-    from jobs.ledger import RunRecord
     from jobs.stages.annotate import run_annotate
     from jobs.stages.ingest import run_ingest
+    from jobs.warehouse.ledger import RunRecord
 
     # local mode runs the signal annotators only: their results must match the cluster's exactly
     config = make_config(sources=[cluster_run["src"]], annotate={"annotators": SIGNAL, "files_per_batch": 2})

@@ -86,9 +86,9 @@ def test_a_claim_caught_mid_rewrite_still_holds_the_warehouse(spark, tmp_path):
     Skipping such a file let both of two simultaneous runs go ahead (both then created the tables of a new
     warehouse and one failed): an unreadable live claim must count as held, a vanished one as ended.
     """
-    from jobs.ledger import RunRecord
-    from jobs.liveness import Heartbeat, WarehouseBusy
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.lease import Heartbeat, WarehouseBusy
+    from jobs.warehouse.ledger import RunRecord
+    from jobs.warehouse.store import Warehouse
 
     wh = Warehouse(spark, str(tmp_path / "wh"))
     runs = tmp_path / "wh" / "_staging" / "_runs"

@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 from conftest import LEAN_ANNOTATE, LEAN_RECIPE, quarantine_rows
 
-from jobs.catalog import SILVER
+from jobs.commandline.runner import execute
 from jobs.config import load_config
-from jobs.runner import execute
+from jobs.warehouse.catalog import SILVER
 from schemas.gold import SEGMENTS, UTTERANCES
 from schemas.tables import BRONZE, FILE_STATE
 
@@ -88,7 +88,7 @@ def world(spark, corpus_dir, tmp_path_factory):
                    "publish": {"critical": {"max_rejected_share": 1.0}, "recipe": LEAN_RECIPE}},
         sources=[str(src)], manifests=[str(manifest)],
     )
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     wh = Warehouse(spark, config.warehouse)
     first = execute(spark, config, wh, "run")
@@ -205,7 +205,7 @@ def test_pruning_deleted_files_as_the_readme_says(spark, world):
 
     from conftest import REPO
 
-    from jobs.sql import run_sql
+    from jobs.commands.sql import run_sql
 
     wh = world["wh"]
     readme = (REPO / "README.md").read_text(encoding="utf-8")

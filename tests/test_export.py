@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import LEAN_ANNOTATE, LEAN_RECIPE, REPO
 
-from jobs.catalog import SEGMENTS, UTTERANCES
-from jobs.stages.export import ExportRequest, run_export
+from jobs.commands.export import ExportRequest, run_export
+from jobs.warehouse.catalog import SEGMENTS, UTTERANCES
 
 SAMPLES = REPO / "samples"
 FIRST = ["audio/speech/en_weather.wav", "audio/speech/en_library.flac"]
@@ -20,9 +20,9 @@ LATER = ["audio/speech/es_ciudad.mp3"]
 @pytest.fixture(scope="module")
 def exported(spark, tmp_path_factory):
     """Two runs (the second adds a file), then every format at the current and the first gold version."""
+    from jobs.commandline.runner import execute
     from jobs.config import load_config
-    from jobs.runner import execute
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     root = tmp_path_factory.mktemp("export")
     src = root / "src"

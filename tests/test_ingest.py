@@ -11,8 +11,8 @@ from audio_factory import make_bad_inputs, tone, write_wav
 from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
 
-from jobs.ledger import RunRecord, write_run
 from jobs.stages.ingest import run_ingest
+from jobs.warehouse.ledger import RunRecord, write_run
 from schemas.tables import BRONZE, FILE_STATE, RUNS
 
 
@@ -201,12 +201,13 @@ def test_corpus_probes_match_the_manifest(spark, corpus_dir, corpus_manifest, co
             assert r["reference_text"] == m["reference_transcript"], "manifest fields reach bronze"
 
 
-def test_probe_tasks_are_as_large_as_their_bounds_allow():
+def test_probe_tasks_are_as_large_as_their_bounds_allow(make_config):
     """Small files share few tasks (each task has a fixed cost); bytes and files bound a task; every core
     gets a task while there are files to share."""
+    from jobs.config import with_overrides
     from jobs.stages.ingest import _probe_tasks
 
-    cfg = {"files_per_task": 5000, "bytes_per_task": 1 << 30}
+    cfg = with_overrides(make_config(), {"ingest": {"files_per_task": 5000, "bytes_per_task": 1 << 30}}).ingest
     assert _probe_tasks(10_000, 32 << 20, cfg, cores=2) == 2  # 10,000 small files: one task a core
     assert _probe_tasks(12_000, 32 << 20, cfg, cores=2) == 3  # no task over 5,000 files
     assert _probe_tasks(100, 50 << 30, cfg, cores=2) == 50  # no task over 1 GiB
@@ -237,9 +238,10 @@ def test_the_ledger_row_reads_back_as_it_was_recorded(spark, tmp_path, make_conf
 
 def test_an_unchanged_listing_skips_the_plan_and_every_change_is_seen(spark, tmp_path, make_config, warehouse_for):
     """A rerun whose listing is the one bronze was brought in line with stops before the plan
-    (jobs.listing_digest); a changed, new or deleted file, an edited manifest, another commit to bronze or
-    an unreadable record each send the run through the full plan again."""
-    from jobs.listing_digest import _record_path
+    (the stage's inputs are as recorded); a changed, new or deleted file, an edited manifest, another commit
+    to bronze or an unreadable record each send the run through the full plan again."""
+    from jobs.stages.ingest import state_scope
+    from jobs.warehouse.state import StageState
 
     src = tmp_path / "clips"
     for i in range(4):
@@ -294,7 +296,7 @@ def test_an_unchanged_listing_skips_the_plan_and_every_change_is_seen(spark, tmp
     rerun(False)  # one record per source set: the settings of the last run over it
     rerun(True)
 
-    wh.write_text(_record_path(wh, config), "{not json")  # a record cut short: a full plan, no error
+    wh.write_text(StageState(wh, "ingest", state_scope(config)).path, "{not json")  # a record cut short: a full plan, no error
     rerun(False)
     rerun(True)
     assert spark.read.format("delta").load(wh.path(BRONZE)).count() == 6  # c0-c4 (c4 marked deleted) and o

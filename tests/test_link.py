@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import DUPLICATED, quarantine_rows
 
-from jobs.catalog import SILVER
+from jobs.warehouse.catalog import SILVER
 from schemas.gold import UTTERANCES
 from schemas.tables import BRONZE, LINKS
 
@@ -82,8 +82,9 @@ def test_music_is_tagged_and_kept_out_by_its_ceiling(spark, corpus_warehouse, by
 
 
 def test_gold_has_the_new_columns_and_link_reruns_change_nothing(spark, corpus_warehouse):
-    from jobs.ledger import RunRecord
     from jobs.stages.link import run_link
+    from jobs.warehouse.state import StageState
+    from jobs.warehouse.ledger import RunRecord
 
     wh = corpus_warehouse["warehouse"]
     gold = spark.read.format("delta").load(wh.path(UTTERANCES))
@@ -96,7 +97,7 @@ def test_gold_has_the_new_columns_and_link_reruns_change_nothing(spark, corpus_w
     assert run_link(spark, config, wh, RunRecord(job="link", config_hash="test")).skipped == \
         "nothing changed since the last link"
     # recomputed from scratch (state file gone): same links, so no commit
-    wh.remove(f"{wh.root}/_link_state.json")
+    wh.remove(StageState(wh, "link").path)
     again = run_link(spark, config, wh, RunRecord(job="link", config_hash="test"))
     assert not again.skipped and again.changed == 0 and wh.table_version(LINKS) == version
     assert again.duplicate_groups >= 1 and again.speaker_clusters >= 1

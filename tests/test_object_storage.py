@@ -79,9 +79,9 @@ def s3(tmp_path_factory):
 def runs(s3, spark, corpus_manifest):
     """`voxlake run` from a bucket into an s3a warehouse; then an object deleted between ingest and annotate
     (those three stages run in the tests' own session, which reaches the server through the same settings)."""
+    from jobs.commandline.runner import execute
     from jobs.config import load_config
-    from jobs.runner import execute
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     server, root = s3
     staged = root / "upload"
@@ -165,7 +165,7 @@ def test_runs_ledger_and_views_on_object_storage(runs, spark):
     jobs = sorted(s3_table(spark, runs, "ops/runs"), key=lambda r: r["started_at"])
     assert [r["job"] for r in jobs] == ["run", "ingest", "annotate", "publish"]
     assert all(r["status"] in ("succeeded", "blocked") for r in jobs), jobs
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     found = Warehouse(spark, runs["s3_wh"]).attach_existing()  # what `voxlake sql` does, in this session
     assert {"gold.utterances", "ops.file_state", "ops.runs"} <= set(found)

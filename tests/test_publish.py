@@ -1,6 +1,7 @@
 """Quality gates and publishing on the shared corpus run: conservation, reasons, idempotency, blocking."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -8,8 +9,8 @@ from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs.config import deep_merge, load_config
-from jobs.runner import execute
+from jobs.commandline.runner import execute
+from jobs.config import load_config, with_overrides
 from schemas.gold import CONSTRAINTS, SEGMENTS, UTTERANCES
 from schemas.tables import BRONZE, FILE_STATE, RUNS
 
@@ -34,8 +35,7 @@ def assert_conservation(spark, wh):
 
 def rerun(spark, corpus_warehouse, **overrides):
     base = corpus_warehouse["config"]
-    config = load_config(overrides=deep_merge(base.raw, overrides), sources=list(base.sources),
-                         manifests=list(base.manifests))
+    config = with_overrides(base, overrides)
     return execute(spark, config, corpus_warehouse["warehouse"], "run")
 
 
@@ -128,7 +128,7 @@ def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
     from expectations.gate import load_suite_spec, with_row_failures
 
     config = load_config(overrides={"warehouse": "unused"})
-    recipe = config.section("publish")["recipe"]
+    recipe = dataclasses.asdict(config.publish.recipe)
     good = {"duration_s": 3.0, "sample_rate": 16000, "effective_hz": 7000.0, "speech_ratio": 0.8, "snr_db": 30.0,
             "dnsmos_ovrl": 3.5, "language": "en", "language_prob": 0.99, "language_agrees": True,
             "transcript": "hello there", "hallucination": False, "has_pii": False, "clipping_ratio": 0.0,

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from jobs.catalog import UTTERANCES
+from jobs.warehouse.catalog import UTTERANCES
 
 
 def chromium() -> str:
@@ -18,7 +18,7 @@ def chromium() -> str:
 
 
 def test_report_renders_every_plot_offline_without_script_errors(spark, corpus_warehouse, tmp_path):
-    from jobs.runner import write_report
+    from jobs.commandline.runner import write_report
 
     out = tmp_path / "report.html"
     url = write_report(spark, corpus_warehouse["config"], corpus_warehouse["warehouse"], str(out))

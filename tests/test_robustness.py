@@ -15,9 +15,9 @@ import yaml
 from audio_factory import tone, write_wav
 from conftest import REPO, quarantine_rows
 
-from jobs.catalog import SILVER
+from jobs.commandline.runner import execute
 from jobs.config import load_config
-from jobs.runner import execute
+from jobs.warehouse.catalog import SILVER
 from schemas.gold import UTTERANCES
 from schemas.tables import BRONZE, FILE_STATE, RUNS
 
@@ -38,7 +38,7 @@ def by_name(rows) -> dict:
 @pytest.fixture(scope="module")
 def misbehaving(spark, tmp_path_factory):
     """Files that time out, crash their worker, or fail every time, among good ones; annotate three times."""
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     root = tmp_path_factory.mktemp("robust")
     src = root / "audio"
@@ -145,7 +145,7 @@ def _versions(silver_path) -> int:
 
 def test_a_killed_annotate_keeps_its_committed_chunks_and_the_rerun_does_the_rest(spark, tmp_path):
     """SIGKILL the whole `voxlake annotate` process group after its first chunk commit, then rerun."""
-    from jobs.warehouse import Warehouse
+    from jobs.warehouse.store import Warehouse
 
     src = tmp_path / "audio"
     for i in range(24):

@@ -10,7 +10,7 @@ Failures stay per file. Expected ones are results. A file over `file_timeout_s` 
 interrupts Python code, and a watchdog kills the worker when a native call does not return within a
 grace period. A file that kills its worker (that watchdog, a segfault, the OOM killer) is found by its
 "in progress" marker when Spark retries the task (udfs.markers) and recorded as TIMEOUT or
-WORKER_CRASHED after `max_starts` starts, while the other files of the task are annotated as usual.
+WORKER_CRASHED after `max_worker_deaths` starts, while the other files of the task are annotated as usual.
 """
 from __future__ import annotations
 
@@ -54,12 +54,12 @@ class AnnotateSpec:
     gpu_fallback: str
     file_timeout_s: float
     run_id: str
-    batch_audio_s: float = 300.0  # audio seconds decoded and annotated together
-    marker_dir: str | None = None  # where "in progress" markers live (None: no poison-file isolation)
-    max_starts: int = 2  # starts of one file that may die with their worker before it is given up
-    hard_limit_grace_s: float = 60.0  # a file still running this long after its limit kills the worker
-    plugins: tuple[tuple[str, str], ...] = ()  # extra annotators: (name, "module:Class")
-    storage: StorageSettings | None = None  # object-store settings for the executors' reads
+    batch_audio_s: float  # audio seconds decoded and annotated together
+    marker_dir: str | None  # where "in progress" markers live (None: no poison-file isolation)
+    max_worker_deaths: int  # starts of one file that may die with their worker before it is given up
+    hard_limit_grace_s: float  # a file still running this long after its limit kills the worker
+    plugins: tuple[tuple[str, str], ...]  # extra annotators: (name, "module:Class")
+    storage: StorageSettings | None  # object-store settings for the executors' reads
 
     def output_columns(self) -> list[str]:
         return ["audio_id", "decode", *self.names, "annotated_by"]
@@ -201,7 +201,7 @@ def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pi
                markers: Markers) -> Iterator[Unit]:
     """The task's files as units, batch after batch (lazily: a batch is read when the one before is
     planned). A file found "in progress" from a worker that died goes alone; one that took its worker down
-    `max_starts` times is given up (TIMEOUT or WORKER_CRASHED)."""
+    `max_worker_deaths` times is given up (TIMEOUT or WORKER_CRASHED)."""
     for batch in batches:
         if batch.empty:
             continue
@@ -210,7 +210,7 @@ def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pi
             marker = markers.read(inp.audio_id)
             if marker is None:
                 fresh.append((inp, seconds))
-            elif marker["starts"] >= spec.max_starts:  # it took its worker down every time
+            elif marker["starts"] >= spec.max_worker_deaths:  # it took its worker down every time
                 code = ErrorCode.TIMEOUT if marker.get("reason") == "timeout" else ErrorCode.WORKER_CRASHED
                 msg = (f"the worker died {marker['starts']} times with this file in progress "
                        f"({'killed over the time limit' if code == ErrorCode.TIMEOUT else 'crashed or killed'})")

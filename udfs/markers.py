@@ -3,7 +3,8 @@
 Before a file is processed a marker is written (how many times it was started); when its batch is done
 the marker goes. A worker that dies (a segfault in a native library, the kernel's OOM killer, the hard
 time limit below) leaves its files' markers behind, Spark retries the task, and the retried task
-processes marked files one at a time: a file found marked `max_starts` times is not started again but
+processes marked files one at a time: a file found marked `annotate.max_worker_deaths` times is not
+started again but
 recorded as WORKER_CRASHED (or TIMEOUT, when the time limit killed it).
 
 Markers live in the run's staging folder under the warehouse, which every executor can reach: a local
@@ -20,9 +21,8 @@ from udfs.storage import StorageSettings, filesystem
 
 
 class Markers:
-    def __init__(self, folder: str | None, max_starts: int = 2, storage: StorageSettings | None = None):
+    def __init__(self, folder: str | None, storage: StorageSettings | None = None):
         self.folder = local_path(folder) if folder else None
-        self.max_starts = max_starts
         self._remote = None  # (pyarrow filesystem, folder inside it) for an object-store warehouse
         if self.folder:
             os.makedirs(self.folder, exist_ok=True)

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from annotators.probe import Probe, probe_bytes, probe_stream, sha256_stream
 from schemas.errors import ErrorCode
 from udfs.files import open_stream, open_uri, stat_uri
+from udfs.headers import Probe, probe_bytes, probe_stream, sha256_stream
 from udfs.storage import StorageSettings
 
 log = logging.getLogger(__name__)

@@ -17,14 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import outcomes
-from jobs.catalog import SILVER
 from jobs.config import Config, ConfigError
-from jobs.ledger import RunRecord
-from jobs.live import audio_view, live_files, meta_hash
-from jobs.progress import StageProgress
-from jobs.storage import storage_settings
-from jobs.warehouse import Warehouse
+from jobs.io.sources import is_table, list_table
+from jobs.io.storage import storage_settings
+from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
+from jobs.warehouse import outcomes
+from jobs.warehouse.catalog import SILVER, annotator_type
+from jobs.warehouse.ledger import RunRecord
+from jobs.warehouse.live import audio_view, live_files, meta_hash
+from jobs.warehouse.store import Warehouse
+from schemas.silver import ANNOTATED_BY, DECODE
+from schemas.tables import BRONZE, FILE_STATE
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def register_plugins(config: Config) -> tuple[tuple[str, str], ...]:
     """Register the config's extra annotators (annotate.plugins: {name: "module:Class"}) in this process."""
     from annotators.registry import register
 
-    plugins = tuple(sorted((config.section("annotate").get("plugins") or {}).items()))
+    plugins = tuple(sorted(config.annotate.plugins.items()))
     for name, target in plugins:
         try:
             register(name, target)
@@ -54,35 +57,33 @@ def register_plugins(config: Config) -> tuple[tuple[str, str], ...]:
 
 
 def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, storage=None):
+    """What the executors need (udfs.annotate.AnnotateSpec) and the configured annotators, in order."""
     from annotators.decode import DecodeLimits
     from annotators.registry import build
     from udfs.annotate import AnnotateSpec
 
-    cfg = config.section("annotate")
+    cfg = config.annotate
     plugins = register_plugins(config)
-    names = list(cfg.get("annotators") or [])
-    params = {k: dict(v or {}) for k, v in (cfg.get("params") or {}).items()}
+    params = {k: dict(v) for k, v in cfg.params.items()}
     asr = params.get("asr")
     if asr and asr.get("cache_dir") and not Path(asr["cache_dir"]).is_absolute() and "://" not in asr["cache_dir"]:
         asr["cache_dir"] = str(Path(asr["cache_dir"]).resolve())
     try:
-        ordered = build(names, params)  # validates names, params and dependencies; loads no model
+        ordered = build(list(cfg.annotators), params)  # validates names, params and dependencies; loads no model
     except ValueError as exc:
         raise ConfigError(f"annotate config: {exc}") from None
-    if cfg.get("gpu_fallback", "cpu") not in ("cpu", "fail"):
-        raise ConfigError("annotate.gpu_fallback must be 'cpu' or 'fail'")
     spec = AnnotateSpec(
         names=tuple(a.name for a in ordered),
         params={a.name: a.params for a in ordered},
-        limits=DecodeLimits(max_duration_s=float(cfg.get("max_duration_s", 3600))),
-        strict=bool(cfg.get("strict", False)),
-        gpu_fallback=cfg.get("gpu_fallback", "cpu"),
-        file_timeout_s=float(cfg.get("file_timeout_s", 900)),
+        limits=DecodeLimits(max_duration_s=cfg.max_duration_s),
+        strict=cfg.strict,
+        gpu_fallback=cfg.gpu_fallback,
+        file_timeout_s=cfg.file_timeout_s,
         run_id=run_id,
-        batch_audio_s=float(cfg.get("batch_audio_s", 300)),
+        batch_audio_s=cfg.batch_audio_s,
         marker_dir=marker_dir,
-        max_starts=int(cfg.get("max_worker_deaths", 2)),
-        hard_limit_grace_s=float(cfg.get("hard_limit_grace_s", 60)),
+        max_worker_deaths=cfg.max_worker_deaths,
+        hard_limit_grace_s=cfg.hard_limit_grace_s,
         plugins=plugins,
         storage=storage,
     )
@@ -137,13 +138,11 @@ def _attach_table_bytes(spark, config: Config, work, table_sources: list[str]):
     join the bytes back in."""
     from pyspark.sql import functions as F
 
-    from jobs.sources import is_table, list_table
-
     contents = []
     for source in table_sources:
         kind = is_table(spark, source)
         if kind:
-            df = list_table(spark, source, kind, config.section("ingest"))
+            df = list_table(spark, source, kind, config.ingest)
             if "content" in df.columns:
                 contents.append(df.select("uri", "content"))
     if not contents:
@@ -182,75 +181,100 @@ def _partition_keys(spark, n: int) -> list[int]:
     return [keys[i] for i in range(n)]
 
 
-def _chunking(n: int, total_s: float, cfg: dict, caps: dict) -> int:
-    """How many commits: one per `commit_every_s` of audio, and small enough that a cap stops the run
-    close to it (chunks are hash buckets of equal expected size)."""
-    chunks = math.ceil(total_s / max(float(cfg.get("commit_every_s", 3600)), 1.0)) if total_s else 1
-    if caps.get("max_files"):
-        chunks = max(chunks, math.ceil(n / caps["max_files"]))
-    if caps.get("max_hours"):
-        chunks = max(chunks, math.ceil(total_s / (caps["max_hours"] * 3600)))
-    return max(1, min(chunks, n))
+class AnnotateStage(Stage):
+    """Select: the live audio lacking a current result for a configured annotator (one query, staged).
+    Process: decode once and run the annotators in the executors. Commit, in chunks of about
+    `annotate.commit_every_s` audio seconds: one silver MERGE each, then the decode outcomes. A killed run
+    loses at most the chunk in flight, and the next run selects only what is left; `--max-files` /
+    `--max-hours` stop after the chunk that reaches them. The inputs: bronze, silver, file_state and the
+    annotators' versions and params (a run that finds nothing to do records them)."""
+
+    name = "annotate"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.staging = self.warehouse.staging("annotate", self.record.run_id)
+        self.spec, self.ordered = annotate_spec(self.config, self.record.run_id,
+                                                marker_dir=self.staging + "_inflight",
+                                                storage=storage_settings(self.spark))
+        self.result = AnnotateResult(0, 0, 0.0, {}, {})
+        self.started = 0.0
+
+    def inputs(self) -> Inputs:
+        cfg = self.config.annotate
+        return Inputs(tables=(BRONZE, SILVER, FILE_STATE), facts={
+            "annotators": [(a.name, a.version, a.params_hash, list(a.meta_inputs)) for a in self.ordered],
+            "retry_codes": list(cfg.retry_codes), "max_attempts": cfg.max_attempts})
+
+    def unchanged(self, recorded: dict) -> AnnotateResult:
+        log.info("annotate: bronze, silver and file outcomes unchanged since a run found nothing to do for %s",
+                 list(self.spec.names))
+        return self.result
+
+    def select(self) -> Work | None:
+        from pyspark.sql import functions as F
+
+        spark, cfg = self.spark, self.config.annotate
+        work = select_work(spark, self.warehouse, self.ordered, list(cfg.retry_codes), cfg.max_attempts)
+        # one job answers: is there work, how much, and which audio tables hold bytes to join back in
+        stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s"),
+                         F.collect_set(F.when(F.col("uri").contains("#"), F.col("source"))).alias("tables")).first()
+        n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
+        if n == 0:  # a nightly run with nothing new: no staging table (two jobs and a commit saved)
+            log.info("annotate: nothing to do for %s", list(self.spec.names))
+            _record_decode_failures(spark, self.warehouse, self.record.run_id)  # e.g. a new URI of undecodable audio
+            self.settled = True
+            return None
+        work = _attach_table_bytes(spark, self.config, work, sorted(stats["tables"]))
+        work.write.format("delta").mode("overwrite").save(self.staging + "_in")  # the lease keeps it equal to `stats`
+        self.result.candidates = n
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.files_per_batch))
+        self.started = time.perf_counter()
+        return Work(spark.read.format("delta").load(self.staging + "_in"), n, total_s)
+
+    def chunks(self, work: Work) -> int:
+        run = self.config.run
+        count = chunk_count(work.files, work.seconds, self.config.annotate.commit_every_s, run.max_files,
+                            run.max_hours)
+        log.info("annotate: %d files (%.2f h of audio) need work for %s; %d commit(s)", work.files,
+                 work.seconds / 3600, list(self.spec.names), count)
+        return count
+
+    def commit_chunk(self, part, index: int, count: int, work: Work) -> bool:
+        done = _annotate_chunk(self.spark, self.config, self.warehouse, self.spec, part, f"{self.staging}_{index}",
+                               self.record.run_id, known=(work.files, work.seconds) if count == 1 else None)
+        if done is None:
+            return True
+        files, seconds, metrics, version = done
+        _accumulate(self.result, files, seconds, metrics)
+        _progress(self.result, work.files, work.seconds, self.started, index + 1, count, version)
+        run = self.config.run
+        if (run.max_files and self.result.annotated >= run.max_files) or \
+                (run.max_hours and self.result.audio_seconds >= run.max_hours * 3600):
+            self.result.stopped_by_cap = index + 1 < count
+            if self.result.stopped_by_cap:
+                log.info("annotate: stopping at the run's cap; the next run continues with what is left")
+            return False
+        return True
+
+    def finish(self, work: Work | None) -> AnnotateResult:
+        record, result = self.record, self.result
+        record.rows_in += result.annotated
+        record.audio_seconds += result.audio_seconds
+        for key, value in result.errors_by_code.items():
+            record.errors_by_code[key] = record.errors_by_code.get(key, 0) + value
+        for name, m in result.by_annotator.items():
+            record.stage_seconds[f"annotate.{name}"] = round(m["seconds"], 3)
+        return result
+
+    def close(self) -> None:
+        self.warehouse.remove(self.staging + "_in")
+        self.warehouse.remove(self.staging + "_inflight")
 
 
 def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> AnnotateResult:
-    """Annotate in chunks of about `annotate.commit_every_s` audio seconds, each one silver MERGE: a
-    killed run loses at most the chunk in flight, and the next run selects only what is left."""
-    from pyspark.sql import functions as F
-
-    cfg = config.section("annotate")
-    caps = {"max_files": config.section("run").get("max_files"), "max_hours": config.section("run").get("max_hours")}
-    staging = warehouse.staging("annotate", record.run_id)
-    spec, ordered = annotate_spec(config, record.run_id, marker_dir=staging + "_inflight",
-                                   storage=storage_settings(spark))
-    work = select_work(spark, warehouse, ordered, list(cfg.get("retry_codes") or []),
-                       int(cfg.get("max_attempts", 2)))
-    # one job answers: is there work, how much, and which audio tables hold bytes to join back in
-    stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s"),
-                     F.collect_set(F.when(F.col("uri").contains("#"), F.col("source"))).alias("tables")).first()
-    n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
-    if n == 0:  # a nightly run with nothing new: no staging table (two jobs and a commit saved)
-        log.info("annotate: nothing to do for %s", list(spec.names))
-        _record_decode_failures(spark, warehouse, record.run_id)  # e.g. a new URI of undecodable audio
-        return AnnotateResult(0, 0, 0.0, {}, {})
-    work = _attach_table_bytes(spark, config, work, sorted(stats["tables"]))
-    work.write.format("delta").mode("overwrite").save(staging + "_in")  # the lease keeps it equal to `stats`
-    work = spark.read.format("delta").load(staging + "_in")
-    result = AnnotateResult(n, 0, 0.0, {}, {})
-    n_chunks = _chunking(n, total_s, cfg, caps)
-    log.info("annotate: %d files (%.2f h of audio) need work for %s; %d commit(s)", n, total_s / 3600,
-             list(spec.names), n_chunks)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(int(cfg.get("files_per_batch", 4))))
-    work = work.withColumn("_chunk", F.pmod(F.xxhash64("audio_id"), F.lit(n_chunks)))
-    started = time.perf_counter()
-    try:
-        for chunk in range(n_chunks):
-            part = work.where(F.col("_chunk") == chunk).drop("_chunk")
-            label = f"annotate chunk {chunk + 1}/{n_chunks}"
-            with StageProgress(spark, label, float(config.section("run").get("progress_log_s", 60))):
-                done = _annotate_chunk(spark, config, warehouse, spec, part, f"{staging}_{chunk}", record.run_id,
-                                       known=(n, total_s) if n_chunks == 1 else None)
-            if done is None:
-                continue
-            files, seconds, metrics, version = done
-            _accumulate(result, files, seconds, metrics)
-            _progress(result, n, total_s, started, chunk + 1, n_chunks, version)
-            if (caps["max_files"] and result.annotated >= caps["max_files"]) or \
-                    (caps["max_hours"] and result.audio_seconds >= caps["max_hours"] * 3600):
-                result.stopped_by_cap = chunk + 1 < n_chunks
-                if result.stopped_by_cap:
-                    log.info("annotate: stopping at the run's cap; the next run continues with what is left")
-                break
-    finally:
-        warehouse.remove(staging + "_in")
-        warehouse.remove(staging + "_inflight")
-    record.rows_in += result.annotated
-    record.audio_seconds += result.audio_seconds
-    for key, value in result.errors_by_code.items():
-        record.errors_by_code[key] = record.errors_by_code.get(key, 0) + value
-    for name, m in result.by_annotator.items():
-        record.stage_seconds[f"annotate.{name}"] = round(m["seconds"], 3)
-    return result
+    """`voxlake annotate`: the stage, run by the shared loop."""
+    return run_stage(AnnotateStage(StageContext(spark, config, warehouse, record)))
 
 
 def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, staging: str, run_id: str,
@@ -262,11 +286,8 @@ def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, sta
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    from jobs.catalog import annotator_type
-    from schemas.silver import ANNOTATED_BY, DECODE
     from udfs.annotate import make_annotate_fn
 
-    cfg = config.section("annotate")
     if known is None:
         stats = part.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
         known = int(stats["n"]), float(stats["s"] or 0.0)
@@ -274,7 +295,7 @@ def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, sta
     if files == 0:
         return None
     parallelism = spark.sparkContext.defaultParallelism
-    n_tasks = max(1, min(files, max(parallelism, math.ceil(seconds / float(cfg.get("target_task_s", 900))))))
+    n_tasks = max(1, min(files, max(parallelism, math.ceil(seconds / config.annotate.target_task_s))))
     out_schema = StructType([StructField(c, StringType()) for c in spec.output_columns()])
     raw = _deal_to_tasks(spark, part, n_tasks).mapInPandas(make_annotate_fn(spec), out_schema)
     parsed = raw.select(

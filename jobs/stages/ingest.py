@@ -7,20 +7,25 @@ files are not read again), and the files this run's sources no longer list (dele
 hash and probe in the executors. Commit: one MERGE into bronze keyed by `uri` (a deleted file keeps its
 row, marked `deleted_at` and NOT_FOUND), then each file's outcome: pending, or quarantined with its code.
 A rerun over the same files changes nothing; when its listing is the one bronze was last brought in line
-with, it stops before the plan (jobs.listing_digest).
+with, it stops before the plan (the stage's inputs are unchanged: jobs.stages.stage).
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
 
-from jobs import listing_digest, outcomes
 from jobs.config import Config
-from jobs.ledger import RunRecord
-from jobs.progress import StageProgress
-from jobs.sources import list_inputs, source_uris
-from jobs.warehouse import Warehouse
+from jobs.config.settings import IngestSettings
+from jobs.io.sources import ListingSurvey, list_inputs, source_uris, survey
+from jobs.io.storage import storage_settings
+from jobs.stages.stage import Inputs, Stage, StageContext, Work, run_stage
+from jobs.warehouse import outcomes
+from jobs.warehouse.ledger import RunRecord
+from jobs.warehouse.store import Warehouse
 from schemas.errors import ErrorCode
 from schemas.tables import BRONZE, FILE_STATE
 
@@ -66,79 +71,133 @@ def _unstated():
     return F.col("size_bytes").isNull() & F.col("content").isNull()
 
 
-def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> IngestResult:
-    from pyspark import StorageLevel
+class IngestStage(Stage):
+    """Select: survey the listing (one job: counts and the digest of what is listed), then plan it
+    against bronze (one job: new or changed files, their bytes, files gone). Process: stat, hash and probe
+    in the executors. Commit: bronze, then the files' outcomes. The inputs are the listing's digest, the
+    sources, the ingest settings and bronze: a rerun over an unchanged listing stops after the survey."""
 
-    from jobs.storage import storage_settings
+    name = "ingest"
 
-    storage = storage_settings(spark)
-    listing, bad_lines = list_inputs(spark, config)
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.cached: list = []  # persisted listings, released when the stage ends, however it ends
+        self.storage = None
+        self.bad_lines = None
+        self.listing = None
+        self.seen: ListingSurvey | None = None
+        self.first_fill = False
+        self.plan: dict = {}
+        self.outcome: IngestResult | None = None
 
-    cached = [listing.persist(StorageLevel.MEMORY_AND_DISK)]  # released when the stage ends, however it ends
-    try:
-        return _ingest(spark, config, warehouse, record, cached, bad_lines, storage)
-    finally:
-        for df in cached:
-            df.unpersist()
+    def inputs(self) -> Inputs:
+        from pyspark import StorageLevel
 
+        self.storage = storage_settings(self.spark)
+        listing, self.bad_lines = list_inputs(self.spark, self.config)
+        self.cached.append(listing.persist(StorageLevel.MEMORY_AND_DISK))
+        # The first job surveys the listing (and caches it): counts, and the digest that tells a rerun over
+        # unchanged sources it has nothing to do. Files without size/mtime (manifest and table paths) are
+        # stat'ed in executors first, so that changed files change the digest and unchanged ones are
+        # skipped before any byte is read.
+        self.listing = listing.withColumn("fingerprint", _fingerprint())
+        self.seen = survey(self.listing, self.bad_lines, _unstated())
+        if self.seen.unstated:
+            from udfs.probe import make_stat_fn
 
-def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cached: list, bad_lines,
-            storage) -> IngestResult:
-    from delta.tables import DeltaTable
-    from pyspark import StorageLevel
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
+            unstated = _unstated()
+            stated = listing.where(~unstated).unionByName(
+                listing.where(unstated).mapInPandas(make_stat_fn(self.storage), listing.schema)
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+            self.cached.append(stated)
+            self.listing = stated.withColumn("fingerprint", _fingerprint())
+            self.seen = survey(self.listing, self.bad_lines, _unstated())  # stats once, here
+        return Inputs(tables=(BRONZE,), scope=state_scope(self.config),
+                      facts={"listing": self.seen.digest, "sources": source_uris(self.config),
+                             "ingest": dataclasses.asdict(self.config.ingest)})
 
-    from udfs.probe import make_probe_fn
-
-    cfg = config.section("ingest")
-    bad_uris = bad_lines.select("uri") if bad_lines is not None else None
-    # The first job surveys the listing (and caches it): counts, and the digest that tells a rerun over
-    # unchanged sources it has nothing to do (jobs.listing_digest). Files without size/mtime (manifest
-    # and table paths) are stat'ed in executors first, so that changed files change the digest and
-    # unchanged ones are skipped before any byte is read.
-    listing = cached[0].withColumn("fingerprint", _fingerprint())
-    seen = listing_digest.survey(listing, bad_lines, _unstated())
-    if seen.unstated:
-        from udfs.probe import make_stat_fn
-
-        unstated = _unstated()
-        stated = cached[0].where(~unstated).unionByName(
-            cached[0].where(unstated).mapInPandas(make_stat_fn(storage), cached[0].schema)
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(stated)
-        listing = stated.withColumn("fingerprint", _fingerprint())
-        seen = listing_digest.survey(listing, bad_lines, _unstated())  # stats once, here
-    listed = seen.listed
-    bronze_version = warehouse.table_version(BRONZE)
-    if listing_digest.unchanged(warehouse, config, seen, bronze_version):
+    def unchanged(self, recorded: dict) -> IngestResult:
+        version = recorded[BRONZE.qualified]
         log.info("ingest: %d files listed, the same listing bronze@%d was brought in line with: nothing to do",
-                 listed, bronze_version)
-        record.rows_in += listed
-        return IngestResult(listed, 0, 0, 0, {}, 0.0, 0, unchanged_since=bronze_version)
-    # A new bronze (only the commit attach created it with) has nothing to compare the listing with:
-    # every listed file is to probe, none is gone, and the probe results are its first rows (an append).
-    # Otherwise one job plans the run over the cached listing ⟗ bronze: the files to probe, their
-    # bytes, the bronze rows no longer listed.
-    first_fill = bronze_version == 0  # as Warehouse.is_empty_since_created, from the version read above
-    if first_fill:
-        plan = {"todo": listed, "todo_bytes": seen.bytes, "gone": 0}
-        todo = listing
-    else:
-        plan = _plan(spark, warehouse, listing, bad_uris, config)
-        bronze = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "fingerprint")
-        todo = listing.join(bronze, on=["uri", "fingerprint"], how="left_anti")
-    n_todo = plan["todo"]
-    log.info("ingest: %d files listed, %d new or changed", listed, n_todo)
+                 self.seen.listed, version)
+        self.record.rows_in += self.seen.listed
+        return IngestResult(self.seen.listed, 0, 0, 0, {}, 0.0, 0, unchanged_since=version)
 
-    probe_schema = BRONZE.schema
-    columns = [f.name for f in probe_schema.fields]
-    if n_todo:
-        parts = _probe_tasks(n_todo, plan["todo_bytes"], cfg, spark.sparkContext.defaultParallelism)
+    def select(self) -> Work | None:
+        from pyspark.sql import functions as F
+
+        spark, warehouse, record = self.spark, self.warehouse, self.record
+        listing, bad_lines, listed = self.listing, self.bad_lines, self.seen.listed
+        bad_uris = bad_lines.select("uri") if bad_lines is not None else None
+        # A new bronze (only the commit attach created it with) has nothing to compare the listing with:
+        # every listed file is to probe, none is gone, and the probe results are its first rows (an append).
+        # Otherwise one job plans the run over the cached listing ⟗ bronze: the files to probe, their
+        # bytes, the bronze rows no longer listed.
+        self.first_fill = warehouse.is_empty_since_created(BRONZE)
+        if self.first_fill:
+            plan = {"todo": listed, "todo_bytes": self.seen.bytes, "gone": 0}
+            todo = listing
+        else:
+            plan = _plan(spark, warehouse, listing, bad_uris, self.config)
+            bronze = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "fingerprint")
+            todo = listing.join(bronze, on=["uri", "fingerprint"], how="left_anti")
+        self.plan = plan
+        n_todo = plan["todo"]
+        log.info("ingest: %d files listed, %d new or changed", listed, n_todo)
+
+        probe_schema = BRONZE.schema
+        columns = [f.name for f in probe_schema.fields]
+        if n_todo:
+            probed = self._probe(todo, n_todo, plan["todo_bytes"], columns)
+        else:
+            probed = spark.createDataFrame([], probe_schema)
+
+        new_bad_lines = False
+        if bad_lines is not None:
+            bad_rows = bad_lines.select(
+                "uri", "source",
+                F.lit(ErrorCode.BAD_MANIFEST_ENTRY.value).alias("error_code"),
+                F.concat(F.lit("manifest line is not a JSON object with a 'path': "), F.col("bad_line")).alias(
+                    "error_message"
+                ),
+            )
+            existing = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "error_message")
+            bad_rows = bad_rows.join(existing, on=["uri", "error_message"], how="left_anti")
+            probed = probed.unionByName(
+                bad_rows.select(
+                    *[
+                        F.col(c) if c in ("uri", "source", "error_code", "error_message")
+                        else F.lit(record.run_id).alias(c) if c == "ingest_run_id"
+                        else F.current_timestamp().alias(c) if c == "ingested_at"
+                        else F.lit(None).cast(probe_schema[c].dataType).alias(c)
+                        for c in columns
+                    ]
+                )
+            )
+            new_bad_lines = not bad_rows.isEmpty()
+
+        if plan["gone"]:
+            listed_uris = listing.select("uri") if bad_uris is None else listing.select("uri").unionByName(bad_uris)
+            gone = _deleted_files(spark, warehouse, listed_uris, self.config, record.run_id)
+            probed = probed.select(*columns).unionByName(gone.select(*columns))
+        if n_todo == 0 and plan["gone"] == 0 and not new_bad_lines:  # nothing to stage or commit
+            self.settled = True
+            self.outcome = IngestResult(listed, 0, 0, 0, {}, 0.0, 0)
+            return None
+        return Work(probed.select(*columns), n_todo)
+
+    def _probe(self, todo, n_todo: int, todo_bytes: int, columns: list[str]):
+        """The files to probe, as a lazy mapInPandas over tasks sized by their files and bytes."""
+        from pyspark.sql import functions as F
+
+        from udfs.probe import make_probe_fn
+
+        cfg = self.config.ingest
+        parts = _probe_tasks(n_todo, todo_bytes, cfg, self.spark.sparkContext.defaultParallelism)
         staged = (
             todo.repartition(parts)
             .withColumn("error_code", F.lit(None).cast("string"))
-            .withColumn("ingest_run_id", F.lit(record.run_id))
+            .withColumn("ingest_run_id", F.lit(self.record.run_id))
             .withColumn("ingested_at", F.current_timestamp())
         )
         # the probe fills every header column; the rest pass through
@@ -148,89 +207,79 @@ def _ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord, cach
             staged = staged.withColumn(col, F.lit(None).cast("int"))
         staged = staged.withColumn("duration_s", F.lit(None).cast("double")).withColumn(
             "deleted_at", F.lit(None).cast("timestamp"))
-        probed = staged.mapInPandas(
-            make_probe_fn(int(cfg["max_file_bytes"]), columns + ["content"], storage),
-            _with_content(probe_schema)
+        return staged.mapInPandas(
+            make_probe_fn(cfg.max_file_bytes, columns + ["content"], self.storage), _with_content(BRONZE.schema)
         ).drop("content")
-    else:
-        probed = spark.createDataFrame([], probe_schema)
 
-    if bad_lines is not None:
-        bad_rows = bad_lines.select(
-            "uri", "source",
-            F.lit(ErrorCode.BAD_MANIFEST_ENTRY.value).alias("error_code"),
-            F.concat(F.lit("manifest line is not a JSON object with a 'path': "), F.col("bad_line")).alias(
-                "error_message"
-            ),
-        )
-        existing = spark.read.format("delta").load(warehouse.path(BRONZE)).select("uri", "error_message")
-        bad_rows = bad_rows.join(existing, on=["uri", "error_message"], how="left_anti")
-        probed = probed.unionByName(
-            bad_rows.select(
-                *[
-                    F.col(c) if c in ("uri", "source", "error_code", "error_message")
-                    else F.lit(record.run_id).alias(c) if c == "ingest_run_id"
-                    else F.current_timestamp().alias(c) if c == "ingested_at"
-                    else F.lit(None).cast(probe_schema[c].dataType).alias(c)
-                    for c in columns
-                ]
+    def progress_label(self, index: int, count: int, work: Work) -> str:
+        return f"ingest: probing {work.files} files"
+
+    def commit_chunk(self, part, index: int, count: int, work: Work) -> bool:
+        from delta.tables import DeltaTable
+        from pyspark.sql import Observation
+
+        spark, warehouse, record = self.spark, self.warehouse, self.record
+        # Stage the probe results in Delta before merging: they are computed against bronze (the
+        # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would
+        # recompute it against the new bronze. Staging also keeps the expensive probe from running twice.
+        # A first fill computes nothing against bronze: its probe results are appended to bronze directly
+        # (a blind append, safe under the warehouse lease), and read back from there.
+        staging = warehouse.staging("ingest", record.run_id)
+        target = warehouse.path(BRONZE) if self.first_fill else staging
+        counted = Observation("ingest")  # the outcome counts, taken by the write itself (no second pass)
+        part.observe(counted, *_outcome_counts()).write.format("delta").mode(
+            "append" if self.first_fill else "overwrite").save(target)
+        probed = spark.read.format("delta").load(target)
+        counts = counted.get
+        errors = {code.value: int(counts[code.value]) for code in ErrorCode if counts[code.value]}
+        failed, deleted, ok = int(counts["failed"]), int(counts["deleted"]), int(counts["ok"])
+        audio_s = float(counts["audio_s"] or 0.0)
+
+        if self.first_fill:
+            _record_outcomes(spark, warehouse, probed, record.run_id)
+        elif ok or failed or deleted:
+            (
+                DeltaTable.forPath(spark, warehouse.path(BRONZE)).alias("t")
+                .merge(probed.alias("s"), "t.uri = s.uri")
+                .whenMatchedUpdateAll(condition="t.fingerprint IS DISTINCT FROM s.fingerprint "
+                                                "OR t.error_message IS DISTINCT FROM s.error_message")
+                .whenNotMatchedInsertAll()
+                .execute()
             )
-        )
+            _record_outcomes(spark, warehouse, probed, record.run_id)
+        if not self.first_fill:
+            warehouse.remove(staging)
+        # bronze now holds every listed file with this listing's fingerprint (and every bad line, every
+        # deletion): a rerun over the same listing would plan nothing
+        self.settled = True
+        record.rows_out += ok
+        record.rows_quarantined += failed
+        record.audio_seconds += audio_s
+        for code, n in errors.items():
+            record.errors_by_code[code] = record.errors_by_code.get(code, 0) + n
+        if deleted:
+            log.info("ingest: %d files are no longer listed by their source (marked deleted)", deleted)
+        self.outcome = IngestResult(self.seen.listed, work.files, ok, failed, errors, audio_s, deleted)
+        return True
 
-    if plan["gone"]:
-        listed_uris = listing.select("uri") if bad_uris is None else listing.select("uri").unionByName(bad_uris)
-        gone = _deleted_files(spark, warehouse, listed_uris, config, record.run_id)
-        probed = probed.select(*columns).unionByName(gone.select(*columns))
-    new_bad_lines = bad_lines is not None and not bad_rows.isEmpty()
-    if n_todo == 0 and plan["gone"] == 0 and not new_bad_lines:  # nothing to stage or commit
-        listing_digest.remember(warehouse, config, seen, bronze_version)
-        record.rows_in += listed
-        return IngestResult(listed, 0, 0, 0, {}, 0.0, 0)
+    def finish(self, work: Work | None) -> IngestResult:
+        self.record.rows_in += self.seen.listed
+        return self.outcome
 
-    # Stage the probe results in Delta before merging: `probed` is computed against bronze (the
-    # anti-join), and a cached plan over bronze is invalidated by the MERGE into it, which would
-    # recompute it against the new bronze. Staging also keeps the expensive probe from running twice.
-    # A first fill computes nothing against bronze: its probe results are appended to bronze directly
-    # (a blind append, safe under the warehouse lease), and read back from there.
-    staging = warehouse.staging("ingest", record.run_id)
-    target = warehouse.path(BRONZE) if first_fill else staging
-    counted = Observation("ingest")  # the outcome counts, taken by the write itself (no second pass)
-    with StageProgress(spark, f"ingest: probing {n_todo} files",
-                       float(config.section("run").get("progress_log_s", 60))):
-        probed.select(*columns).observe(counted, *_outcome_counts()).write.format("delta").mode(
-            "append" if first_fill else "overwrite").save(target)
-    probed = spark.read.format("delta").load(target)
-    counts = counted.get
-    errors = {code.value: int(counts[code.value]) for code in ErrorCode if counts[code.value]}
-    failed, deleted, ok = int(counts["failed"]), int(counts["deleted"]), int(counts["ok"])
-    audio_s = float(counts["audio_s"] or 0.0)
+    def close(self) -> None:
+        for df in self.cached:
+            df.unpersist()
 
-    if first_fill:
-        _record_outcomes(spark, warehouse, probed, record.run_id)
-    elif ok or failed or deleted:
-        (
-            DeltaTable.forPath(spark, warehouse.path(BRONZE)).alias("t")
-            .merge(probed.alias("s"), "t.uri = s.uri")
-            .whenMatchedUpdateAll(condition="t.fingerprint IS DISTINCT FROM s.fingerprint "
-                                            "OR t.error_message IS DISTINCT FROM s.error_message")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-        _record_outcomes(spark, warehouse, probed, record.run_id)
-    if not first_fill:
-        warehouse.remove(staging)
-    # bronze now holds every listed file with this listing's fingerprint (and every bad line, every
-    # deletion): a rerun over the same listing would plan nothing
-    listing_digest.remember(warehouse, config, seen, warehouse.table_version(BRONZE))
-    record.rows_in += listed
-    record.rows_out += ok
-    record.rows_quarantined += failed
-    record.audio_seconds += audio_s
-    for code, n in errors.items():
-        record.errors_by_code[code] = record.errors_by_code.get(code, 0) + n
-    if deleted:
-        log.info("ingest: %d files are no longer listed by their source (marked deleted)", deleted)
-    return IngestResult(listed, n_todo, ok, failed, errors, audio_s, deleted)
+
+def state_scope(config: Config) -> str:
+    """One record of ingest's inputs per source set (rewritten by each run over it, so records do not
+    pile up)."""
+    return hashlib.sha256(json.dumps(source_uris(config)).encode()).hexdigest()[:32]
+
+
+def run_ingest(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> IngestResult:
+    """`voxlake ingest`: the stage, run by the shared loop."""
+    return run_stage(IngestStage(StageContext(spark, config, warehouse, record)))
 
 
 def _outcome_counts() -> list:
@@ -250,7 +299,7 @@ def _outcome_counts() -> list:
     ]
 
 
-def _probe_tasks(n_files: int, n_bytes: int, cfg: dict, cores: int) -> int:
+def _probe_tasks(n_files: int, n_bytes: int, cfg: IngestSettings, cores: int) -> int:
     """How many tasks probe and hash `n_files` files of `n_bytes` bytes in all.
 
     Each task costs a fixed ~0.25 s here (a Python worker round trip per task, measured with an
@@ -259,8 +308,8 @@ def _probe_tasks(n_files: int, n_bytes: int, cfg: dict, cores: int) -> int:
     (`files_per_task` files, `bytes_per_task` bytes: a retried task redoes little, skew stays small),
     and never fewer than one per core while there are files to share.
     """
-    by_files = math.ceil(n_files / max(1, int(cfg["files_per_task"])))
-    by_bytes = math.ceil(n_bytes / max(1, int(cfg["bytes_per_task"])))
+    by_files = math.ceil(n_files / max(1, cfg.files_per_task))
+    by_bytes = math.ceil(n_bytes / max(1, cfg.bytes_per_task))
     return max(1, by_files, by_bytes, min(n_files, cores))
 
 

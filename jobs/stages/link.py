@@ -22,25 +22,26 @@
 Commit: one MERGE into silver.links that touches only rows whose values changed (and deletes the rows of
 audio no longer live), so a rerun over the same silver changes nothing. Nothing is collected: the only
 values the driver sees are counts (and the 256 means of the embeddings, inside StandardScaler).
-When neither bronze nor silver has a new version since the last link with the same `link` settings
-(`<warehouse>/_link_state.json`), the stage does nothing: a nightly run with no new audio skips it.
+When neither bronze, silver nor silver.links has a new version since the last link with the same `link`
+settings (the stage's inputs: jobs.stages.stage), the stage does nothing: a nightly run with no new
+audio skips it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 from annotators.fingerprint import HASH_SPACE  # the landmarks' value range, as the annotator wrote them
-from jobs.catalog import BRONZE, LINKS, SILVER
 from jobs.config import Config
-from jobs.ledger import RunRecord
-from jobs.live import audio_view
-from jobs.warehouse import Warehouse
+from jobs.config.settings import LinkSettings
+from jobs.stages.stage import Inputs, Stage, StageContext, Work, run_stage
+from jobs.warehouse.catalog import BRONZE, LINKS, SILVER
+from jobs.warehouse.ledger import RunRecord
+from jobs.warehouse.live import audio_view
+from jobs.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -56,25 +57,7 @@ class LinkResult:
     skipped: str | None = None  # why the stage did nothing
 
 
-def _state(warehouse: Warehouse, settings: dict) -> str:
-    """What the links were computed from: bronze's and silver's versions and the link settings."""
-    blob = json.dumps({"bronze": warehouse.table_version(BRONZE), "silver": warehouse.table_version(SILVER),
-                       "links": warehouse.table_version(LINKS), "settings": settings}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _state_path(warehouse: Warehouse) -> str:
-    return f"{warehouse.root}/_link_state.json"
-
-
-def _unchanged(warehouse: Warehouse, state: str) -> bool:
-    try:
-        return json.loads(warehouse.read_text(_state_path(warehouse))).get("state") == state
-    except Exception:  # no state yet, or unreadable: link
-        return False
-
-
-def speaker_edges(spark, emb, s: dict):
+def speaker_edges(spark, emb, s: LinkSettings):
     """(a, b) pairs, a < b, of files whose embeddings have cosine similarity >= speaker_similarity_min."""
     from pyspark.ml.feature import BucketedRandomProjectionLSH, Normalizer, StandardScaler
     from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -82,14 +65,14 @@ def speaker_edges(spark, emb, s: dict):
 
     if emb.isEmpty():  # nothing to hash (an LSH model cannot be fitted on no rows)
         return spark.createDataFrame([], "a string, b string")
-    rows, bands = int(s["hash_rows"]), int(s["hash_bands"])
+    rows, bands = s.hash_rows, s.hash_bands
     # Voice embeddings share a large common component (they are non-negative), which projections cannot
     # separate: they are hashed minus the archive's mean embedding (StandardScaler), renormalised
     raw = emb.select("audio_id", array_to_vector("embedding").alias("raw"))
     centred = StandardScaler(inputCol="raw", outputCol="centred", withMean=True, withStd=False).fit(raw).transform(raw)
     vecs = Normalizer(inputCol="centred", outputCol="vec").transform(centred).select("audio_id", "vec")
-    lsh = BucketedRandomProjectionLSH(inputCol="vec", outputCol="hashes", bucketLength=float(s["bucket_length"]),
-                                      numHashTables=rows * bands, seed=int(s["seed"]))
+    lsh = BucketedRandomProjectionLSH(inputCol="vec", outputCol="hashes", bucketLength=float(s.bucket_length),
+                                      numHashTables=rows * bands, seed=s.seed)
     hashed = lsh.fit(vecs).transform(vecs)
     keys = (hashed.select("audio_id", F.posexplode("hashes").alias("pos", "h"))
             .select("audio_id", (F.col("pos") / rows).cast("int").alias("band"), "pos",
@@ -104,10 +87,10 @@ def speaker_edges(spark, emb, s: dict):
     dot = F.aggregate(F.zip_with("ea.embedding", "eb.embedding", lambda x, y: x * y), F.lit(0.0),
                       lambda acc, v: acc + v)
     return (pairs.join(ea, F.col("a") == F.col("ea.audio_id")).join(eb, F.col("b") == F.col("eb.audio_id"))
-            .where(dot >= float(s["speaker_similarity_min"])).select("a", "b"))
+            .where(dot >= float(s.speaker_similarity_min)).select("a", "b"))
 
 
-def duplicate_edges(spark, fp, s: dict, materialise):
+def duplicate_edges(spark, fp, s: LinkSettings, materialise):
     """(a, b) pairs, a < b: identical 16 kHz PCM, or landmark sets with Jaccard >= duplicate_similarity_min."""
     from pyspark.ml.feature import HashingTF, MinHashLSH
     from pyspark.sql import functions as F
@@ -121,9 +104,8 @@ def duplicate_edges(spark, fp, s: dict, materialise):
                        .transform(with_marks).select("audio_id", "vec"), "link_marks")
     if vecs.isEmpty():
         return exact.distinct()
-    model = MinHashLSH(inputCol="vec", outputCol="hashes", numHashTables=int(s["minhash_tables"]),
-                       seed=int(s["seed"])).fit(vecs)
-    near = (model.approxSimilarityJoin(vecs, vecs, 1.0 - float(s["duplicate_similarity_min"]), distCol="d")
+    model = MinHashLSH(inputCol="vec", outputCol="hashes", numHashTables=s.minhash_tables, seed=s.seed).fit(vecs)
+    near = (model.approxSimilarityJoin(vecs, vecs, 1.0 - float(s.duplicate_similarity_min), distCol="d")
             .where(F.col("datasetA.audio_id") < F.col("datasetB.audio_id"))
             .select(F.col("datasetA.audio_id").alias("a"), F.col("datasetB.audio_id").alias("b")))
     return exact.unionByName(near).distinct()
@@ -158,59 +140,87 @@ def components(spark, edges, warehouse: Warehouse, tag: str, run_id: str, max_ro
     return spark.read.parquet(paths[rounds % 2]), rounds, paths
 
 
-def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> LinkResult:
-    from delta.tables import DeltaTable
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+class LinkStage(Stage):
+    """Select: the live audio that decoded, with its speaker embedding and fingerprint. Process and commit
+    (one chunk): speaker and duplicate edges, their connected components, one MERGE into silver.links.
+    The inputs: bronze, silver, silver.links and the `link` settings."""
 
-    s = config.section("link")
-    names = set(config.section("annotate").get("annotators") or [])
-    if not names & {"speakers", "fingerprint"}:
-        # nothing to link with: links from an earlier configuration would be stale, so they go
-        links = DeltaTable.forPath(spark, warehouse.path(LINKS))
-        if not links.toDF().isEmpty():
-            links.delete()
-        log.info("link: neither `speakers` nor `fingerprint` is in annotate.annotators: nothing to link")
-        return LinkResult(skipped="no speakers or fingerprint annotator configured")
-    if _unchanged(warehouse, _state(warehouse, s)):
+    name = "link"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.result = LinkResult()
+        self.staged: list[str] = []
+        self.cached: list = []
+        self.emb = self.fp = None
+
+    def _configured(self) -> bool:
+        return bool(set(self.config.annotate.annotators) & {"speakers", "fingerprint"})
+
+    def inputs(self) -> Inputs | None:
+        if not self._configured():
+            return None
+        return Inputs(tables=(BRONZE, SILVER, LINKS), facts={"link": dataclasses.asdict(self.config.link)})
+
+    def unchanged(self, recorded: dict) -> LinkResult:
         log.info("link: bronze and silver unchanged since the last link: nothing to do")
         return LinkResult(skipped="nothing changed since the last link")
-    live = audio_view(spark, warehouse).select("audio_id")
-    silver = spark.read.format("delta").load(warehouse.path(SILVER)).join(live, "audio_id", "left_semi")
-    files = silver.where("decode.status = 'ok'").select("audio_id", F.col("quality.ovrl").alias("ovrl"),
-                                                        F.col("decode.duration_s").alias("dur"))
-    emb = silver.where("speakers.status = 'ok' AND speakers.embedding IS NOT NULL").select(
-        "audio_id", F.col("speakers.embedding").alias("embedding"))
-    fp = silver.where("fingerprint.status = 'ok'").select(
-        "audio_id", F.col("fingerprint.pcm_sha256").alias("pcm_sha256"), F.col("fingerprint.landmarks").alias("landmarks"))
-    result = LinkResult(files=files.count())
-    staged: list[str] = []
-    cached = []
-    try:
-        def materialise(df, name: str):
-            """Write `df` to staging and read it back. The LSH models' functions fail on a null or
-            empty vector, and Spark may evaluate them before a filter that removes such rows when both
-            end up in one predicate: what they read is filtered in a plan of its own."""
-            path = warehouse.staging(name, record.run_id)
-            staged.append(path)
-            df.write.mode("overwrite").parquet(path)
-            return spark.read.parquet(path)
 
-        emb, fp = materialise(emb, "link_emb"), materialise(fp, "link_fp")
+    def select(self) -> Work | None:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        spark, warehouse = self.spark, self.warehouse
+        if not self._configured():
+            # nothing to link with: links from an earlier configuration would be stale, so they go
+            links = DeltaTable.forPath(spark, warehouse.path(LINKS))
+            if not links.toDF().isEmpty():
+                links.delete()
+            log.info("link: neither `speakers` nor `fingerprint` is in annotate.annotators: nothing to link")
+            self.result = LinkResult(skipped="no speakers or fingerprint annotator configured")
+            return None
+        live = audio_view(spark, warehouse).select("audio_id")
+        silver = spark.read.format("delta").load(warehouse.path(SILVER)).join(live, "audio_id", "left_semi")
+        files = silver.where("decode.status = 'ok'").select("audio_id", F.col("quality.ovrl").alias("ovrl"),
+                                                            F.col("decode.duration_s").alias("dur"))
+        self.emb = silver.where("speakers.status = 'ok' AND speakers.embedding IS NOT NULL").select(
+            "audio_id", F.col("speakers.embedding").alias("embedding"))
+        self.fp = silver.where("fingerprint.status = 'ok'").select(
+            "audio_id", F.col("fingerprint.pcm_sha256").alias("pcm_sha256"),
+            F.col("fingerprint.landmarks").alias("landmarks"))
+        self.result.files = files.count()
+        return Work(files, self.result.files)
+
+    def materialise(self, df, name: str):
+        """Write `df` to staging and read it back. The LSH models' functions fail on a null or empty vector,
+        and Spark may evaluate them before a filter that removes such rows when both end up in one
+        predicate: what they read is filtered in a plan of its own."""
+        path = self.warehouse.staging(name, self.record.run_id)
+        self.staged.append(path)
+        df.write.mode("overwrite").parquet(path)
+        return self.spark.read.parquet(path)
+
+    def commit_chunk(self, part, index: int, count: int, work: Work) -> bool:
+        from delta.tables import DeltaTable
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        spark, warehouse, record, s = self.spark, self.warehouse, self.record, self.config.link
+        emb, fp = self.materialise(self.emb, "link_emb"), self.materialise(self.fp, "link_fp")
         sp_edges = speaker_edges(spark, emb, s).cache()
-        dup_edges = duplicate_edges(spark, fp, s, materialise).cache()
-        cached += [sp_edges, dup_edges]
-        result.speaker_edges, result.duplicate_edges = sp_edges.count(), dup_edges.count()
+        dup_edges = duplicate_edges(spark, fp, s, self.materialise).cache()
+        self.cached += [sp_edges, dup_edges]
+        self.result.speaker_edges, self.result.duplicate_edges = sp_edges.count(), dup_edges.count()
         none = spark.createDataFrame([], "audio_id string, label string")
-        sp, r1, p1 = components(spark, sp_edges, warehouse, "speaker", record.run_id, int(s["max_rounds"])) \
-            if result.speaker_edges else (none, 0, [])
-        dup, r2, p2 = components(spark, dup_edges, warehouse, "dup", record.run_id, int(s["max_rounds"])) \
-            if result.duplicate_edges else (none, 0, [])
-        staged += p1 + p2
-        result.rounds = r1 + r2
+        sp, r1, p1 = components(spark, sp_edges, warehouse, "speaker", record.run_id, s.max_rounds) \
+            if self.result.speaker_edges else (none, 0, [])
+        dup, r2, p2 = components(spark, dup_edges, warehouse, "dup", record.run_id, s.max_rounds) \
+            if self.result.duplicate_edges else (none, 0, [])
+        self.staged += p1 + p2
+        self.result.rounds = r1 + r2
         speaker_ids = emb.select("audio_id").join(sp.withColumnRenamed("label", "cluster"), "audio_id", "left") \
             .select("audio_id", F.coalesce("cluster", "audio_id").alias("speaker_cluster_id"))
-        groups = files.join(dup.withColumnRenamed("label", "group"), "audio_id", "left") \
+        groups = part.join(dup.withColumnRenamed("label", "group"), "audio_id", "left") \
             .withColumn("duplicate_group_id", F.coalesce("group", "audio_id"))
         # the kept copy of each group: best DNSMOS, then longest, then smallest id (a window per group)
         w = Window.partitionBy("duplicate_group_id").orderBy(F.col("ovrl").desc_nulls_last(),
@@ -225,32 +235,44 @@ def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> 
                  .join(speaker_ids, "audio_id", "left")
                  .withColumn("linked_at", F.current_timestamp()))
         staging = warehouse.staging("links", record.run_id)
-        staged.append(staging)
+        self.staged.append(staging)
         links.write.format("delta").mode("overwrite").save(staging)
         links = spark.read.format("delta").load(staging)
         stats = links.agg(
             F.countDistinct(F.when(F.col("duplicate_group_size") > 1, F.col("duplicate_group_id"))).alias("groups"),
             F.count(F.col("duplicate_of")).alias("dups")).first()
-        result.duplicate_groups, result.duplicates = int(stats["groups"]), int(stats["dups"])
-        result.speaker_clusters = (links.where(F.col("speaker_cluster_id").isNotNull()).groupBy("speaker_cluster_id")
-                                   .count().where("count > 1").count())
+        self.result.duplicate_groups, self.result.duplicates = int(stats["groups"]), int(stats["dups"])
+        self.result.speaker_clusters = (links.where(F.col("speaker_cluster_id").isNotNull())
+                                        .groupBy("speaker_cluster_id").count().where("count > 1").count())
         cols = ["speaker_cluster_id", "duplicate_group_id", "duplicate_of", "duplicate_group_size"]
         target = DeltaTable.forPath(spark, warehouse.path(LINKS))
         same = " AND ".join(f"t.{c} <=> s.{c}" for c in cols)
-        result.changed = (links.alias("s").join(target.toDF().alias("t"), F.col("s.audio_id") == F.col("t.audio_id"),
-                                                 "full_outer").where(f"NOT ({same})").count())
-        if result.changed:  # no commit at all when nothing changed (a rerun leaves the table's version)
+        self.result.changed = (links.alias("s").join(target.toDF().alias("t"),
+                                                     F.col("s.audio_id") == F.col("t.audio_id"), "full_outer")
+                               .where(f"NOT ({same})").count())
+        if self.result.changed:  # no commit at all when nothing changed (a rerun leaves the table's version)
             (target.alias("t").merge(links.alias("s"), "t.audio_id = s.audio_id")
              .whenMatchedUpdate(condition=f"NOT ({same})", set={c: f"s.{c}" for c in [*cols, "linked_at"]})
              .whenNotMatchedInsertAll()
              .whenNotMatchedBySourceDelete()
              .execute())
-    finally:
-        for path in staged:
-            warehouse.remove(path)
-        for df in cached:
+        self.settled = True
+        return True
+
+    def finish(self, work: Work | None) -> LinkResult:
+        r = self.result
+        if work is not None:
+            log.info("link: %d files, %d speaker clusters of 2+, %d duplicate groups (%d copies not kept), "
+                     "%d rows changed", r.files, r.speaker_clusters, r.duplicate_groups, r.duplicates, r.changed)
+        return r
+
+    def close(self) -> None:
+        for path in self.staged:
+            self.warehouse.remove(path)
+        for df in self.cached:
             df.unpersist()
-    warehouse.write_text(_state_path(warehouse), json.dumps({"state": _state(warehouse, s), "run_id": record.run_id}))
-    log.info("link: %d files, %d speaker clusters of 2+, %d duplicate groups (%d copies not kept), %d rows changed",
-             result.files, result.speaker_clusters, result.duplicate_groups, result.duplicates, result.changed)
-    return result
+
+
+def run_link(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> LinkResult:
+    """`voxlake link`: the stage, run by the shared loop."""
+    return run_stage(LinkStage(StageContext(spark, config, warehouse, record)))

@@ -13,19 +13,24 @@ quarantined with the failed expectations). A failed critical check commits nothi
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs import outcomes
-from jobs.catalog import FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
+from expectations.gate import SUITES_DIR, Gate, load_suite_spec, with_row_failures
 from jobs.config import Config
-from jobs.ledger import RunRecord
-from jobs.live import audio_view, live_files
-from jobs.warehouse import Warehouse
+from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
+from jobs.warehouse import outcomes
+from jobs.warehouse.catalog import BRONZE, FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
+from jobs.warehouse.ledger import RunRecord
+from jobs.warehouse.live import audio_view, live_files
+from jobs.warehouse.store import Warehouse
 from schemas.errors import ErrorCode
+from udfs.files import local_path
+from udfs.storage import split_bucket
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +48,11 @@ class PublishResult:
 
 
 def recipe_hash(config: Config) -> str:
-    from expectations.gate import SUITES_DIR
-
-    cfg = config.section("publish")
+    """What a curation decision was made under: the recipe, the quality bands and the suites' text."""
+    cfg = config.publish
     suites = "".join((SUITES_DIR / f).read_text() for f in ("rows.yaml", "table.yaml"))
-    blob = json.dumps({"recipe": cfg.get("recipe"), "bands": cfg.get("quality_bands"), "suites": suites},
-                      sort_keys=True)
+    blob = json.dumps({"recipe": dataclasses.asdict(cfg.recipe), "bands": dataclasses.asdict(cfg.quality_bands),
+                       "suites": suites}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -56,7 +60,7 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
     """The gold columns (and the gate's inputs) for every live audio that decoded, with `decision_key`."""
     from pyspark.sql import functions as F
 
-    bands = config.section("publish").get("quality_bands") or {"high": 3.5, "medium": 3.0}
+    bands = config.publish.quality_bands
     audio = audio_view(spark, warehouse)
     s = spark.read.format("delta").load(warehouse.path(SILVER)).where("decode.status = 'ok'").drop(
         "uri", "duration_s")
@@ -80,8 +84,8 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
         F.col("pitch.f0_median_hz").alias("f0_median_hz"),
         F.col("quality.ovrl").alias("dnsmos_ovrl"), F.col("quality.sig").alias("dnsmos_sig"),
         F.col("quality.bak").alias("dnsmos_bak"), F.col("quality.p808").alias("dnsmos_p808"),
-        F.when(F.col("quality.ovrl") >= bands["high"], "high")
-         .when(F.col("quality.ovrl") >= bands["medium"], "medium")
+        F.when(F.col("quality.ovrl") >= bands.high, "high")
+         .when(F.col("quality.ovrl") >= bands.medium, "medium")
          .when(F.col("quality.ovrl").isNotNull(), "low").alias("quality_band"),
         F.col("text.words_per_s").alias("words_per_s"), F.col("text.wer").alias("wer"),
         F.col("text.has_pii").alias("has_pii"), F.col("text.hallucination").alias("hallucination"),
@@ -125,10 +129,7 @@ def quality_dir(config: Config, warehouse_root: str) -> str:
     """The local folder of the GX project and its Data Docs: `quality.docs_dir` when set; otherwise
     `<warehouse>/quality` for a local warehouse and `./voxlake-quality/<bucket>/<path>` for an
     object-store one (GX writes its sites to local files; publish Data Docs from there if wanted)."""
-    from udfs.files import local_path
-    from udfs.storage import split_bucket
-
-    chosen = config.section("quality").get("docs_dir")
+    chosen = config.quality.docs_dir
     if chosen:
         return str(Path(chosen).expanduser().resolve())
     local = local_path(warehouse_root)
@@ -138,60 +139,93 @@ def quality_dir(config: Config, warehouse_root: str) -> str:
     return str((Path("voxlake-quality") / bucket / key).resolve())
 
 
-def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
-    """Judge and commit in chunks of about `publish.commit_every_s` audio seconds (hash buckets of the
-    audio id): each chunk is gated (row and critical suites) and committed on its own, so a killed run
-    keeps what it published. A chunk that fails a critical check commits nothing and stops the run."""
-    import math
+class PublishStage(Stage):
+    """Select: the live audio whose decision is not current, through the row suite (staged), and the gold
+    rows no live file holds any more. Process and commit, in chunks of about `publish.commit_every_s`
+    audio seconds (hash buckets of the audio id): each chunk is gated (row and critical suites) and
+    committed on its own, so a killed run keeps what it published. A chunk that fails a critical check
+    commits nothing and stops the run. The inputs: bronze, silver, silver.links, file_state, gold and the
+    recipe (a run that finds nothing to judge records them)."""
 
-    from pyspark.sql import functions as F
+    name = "publish"
 
-    from expectations.gate import Gate, load_suite_spec, with_row_failures
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        cfg = self.config.publish
+        self.rhash = recipe_hash(self.config)
+        values = {"recipe": dataclasses.asdict(cfg.recipe), "critical": dataclasses.asdict(cfg.critical)}
+        self.rows_spec, self.table_spec = load_suite_spec("rows", values), load_suite_spec("table", values)
+        self.staging = self.warehouse.staging("publish", self.record.run_id)
+        self.result = PublishResult()
+        self.gone = None
+        self.gate = None
 
-    cfg = config.section("publish")
-    rhash = recipe_hash(config)
-    values = {"recipe": cfg.get("recipe") or {}, "critical": cfg.get("critical") or {}}
-    rows_spec, table_spec = load_suite_spec("rows", values), load_suite_spec("table", values)
-    staging = warehouse.staging("publish", record.run_id)
-    # stage the judged batch and the orphans: everything below reads one fixed snapshot
-    with_row_failures(candidates(spark, warehouse, config, rhash), rows_spec).write.format("delta").mode(
-        "overwrite").save(staging)
-    orphaned_gold(spark, warehouse).write.format("delta").mode("overwrite").save(staging + "_gone")
-    judged = spark.read.format("delta").load(staging)
-    gone = spark.read.format("delta").load(staging + "_gone")
-    counts = judged.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
-    n, total_s = int(counts["n"]), float(counts["s"] or 0.0)
-    n_gone = gone.count()
-    result = PublishResult(candidates=n, removed=n_gone)
-    try:
+    def inputs(self) -> Inputs:
+        return Inputs(tables=(BRONZE, SILVER, LINKS, FILE_STATE, UTTERANCES, SEGMENTS),
+                      facts={"recipe_hash": self.rhash})
+
+    def unchanged(self, recorded: dict) -> PublishResult:
+        log.info("publish: nothing new to judge (no table changed since a run found nothing to judge)")
+        return self.result
+
+    def select(self) -> Work | None:
+        from pyspark.sql import functions as F
+
+        spark, warehouse = self.spark, self.warehouse
+        # stage the judged batch and the orphans: everything below reads one fixed snapshot
+        with_row_failures(candidates(spark, warehouse, self.config, self.rhash), self.rows_spec).write.format(
+            "delta").mode("overwrite").save(self.staging)
+        orphaned_gold(spark, warehouse).write.format("delta").mode("overwrite").save(self.staging + "_gone")
+        judged = spark.read.format("delta").load(self.staging)
+        self.gone = spark.read.format("delta").load(self.staging + "_gone")
+        counts = judged.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
+        n, total_s = int(counts["n"]), float(counts["s"] or 0.0)
+        n_gone = self.gone.count()
+        self.result = PublishResult(candidates=n, removed=n_gone)
         if n == 0 and n_gone == 0:
             log.info("publish: nothing new to judge")
-            return result
-        n_chunks = max(1, min(n, math.ceil(total_s / max(float(cfg.get("commit_every_s", 360000)), 1.0))))
-        judged = judged.withColumn("_chunk", F.pmod(F.xxhash64("audio_id"), F.lit(n_chunks)))
-        gate = Gate(quality_dir(config, warehouse.root)) if n else None
-        for chunk in range(n_chunks):
-            part = judged.where(F.col("_chunk") == chunk).drop("_chunk")
-            part_n, part_rejected = _publish_chunk(spark, warehouse, gate, part,
-                                                   gone if chunk == 0 and n_gone else None,
-                                                   rows_spec, table_spec, result, record)
-            if result.blocked:
-                break
-            result.published += part_n - part_rejected
-            result.quarantined += part_rejected
-            if n_chunks > 1:
-                log.info("publish: chunk %d/%d committed: %d judged (%d curated so far)", chunk + 1, n_chunks,
-                         part_n, result.published)
-    finally:
-        warehouse.remove(staging)
-        warehouse.remove(staging + "_gone")
-    if n_gone and not result.blocked:
-        log.info("publish: removed %d gold rows whose audio no listed file holds any more", n_gone)
-    record.rows_out += result.published
-    record.rows_quarantined += result.quarantined
-    for name, count in result.rejected_by.items():
-        record.errors_by_code[f"{ErrorCode.EXPECTATION_FAILED}:{name}"] = count
-    return result
+            self.settled = True
+            return None
+        if not n_gone:
+            self.gone = None
+        self.gate = Gate(quality_dir(self.config, warehouse.root)) if n else None
+        return Work(judged, n, total_s)
+
+    def chunks(self, work: Work) -> int:
+        return chunk_count(work.files, work.seconds, self.config.publish.commit_every_s) if work.files else 1
+
+    def commit_chunk(self, part, index: int, count: int, work: Work) -> bool:
+        result = self.result
+        part_n, part_rejected = _publish_chunk(self.spark, self.warehouse, self.gate, part,
+                                               self.gone if index == 0 else None,
+                                               self.rows_spec, self.table_spec, result, self.record)
+        if result.blocked:
+            return False
+        result.published += part_n - part_rejected
+        result.quarantined += part_rejected
+        if count > 1:
+            log.info("publish: chunk %d/%d committed: %d judged (%d curated so far)", index + 1, count,
+                     part_n, result.published)
+        return True
+
+    def finish(self, work: Work | None) -> PublishResult:
+        result, record = self.result, self.record
+        if result.removed and not result.blocked:
+            log.info("publish: removed %d gold rows whose audio no listed file holds any more", result.removed)
+        record.rows_out += result.published
+        record.rows_quarantined += result.quarantined
+        for name, count in result.rejected_by.items():
+            record.errors_by_code[f"{ErrorCode.EXPECTATION_FAILED}:{name}"] = count
+        return result
+
+    def close(self) -> None:
+        self.warehouse.remove(self.staging)
+        self.warehouse.remove(self.staging + "_gone")
+
+
+def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
+    """`voxlake publish`: the stage, run by the shared loop."""
+    return run_stage(PublishStage(StageContext(spark, config, warehouse, record)))
 
 
 def _publish_chunk(spark, warehouse: Warehouse, gate, part, gone, rows_spec: dict, table_spec: dict,

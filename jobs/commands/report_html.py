@@ -13,7 +13,7 @@ import io
 
 import pandas as pd
 
-from jobs.stages.report import HISTOGRAMS, ReportData
+from jobs.commands.report import HISTOGRAMS, ReportData
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;

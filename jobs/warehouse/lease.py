@@ -27,8 +27,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from jobs.ledger import RunRecord, write_run
-from jobs.warehouse import Warehouse
+from jobs.warehouse.ledger import RunRecord, write_run
+from jobs.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from jobs.warehouse import Warehouse
+from jobs.warehouse.store import Warehouse
 from schemas.tables import FILE_STATE
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,11 @@ import json
 import logging
 import sys
 
-from jobs.exit_codes import EXIT_OK, EXIT_USAGE
-
 log = logging.getLogger(__name__)
+
+
+class SqlError(ValueError):
+    """The query does not parse or refers to something that is not there (a usage error: exit 2)."""
 
 
 def _jsonable(value):
@@ -25,7 +27,7 @@ def _jsonable(value):
     return value
 
 
-def run_sql(spark, warehouse, query: str, fmt: str, limit: int, out=None) -> int:
+def run_sql(spark, warehouse, query: str, fmt: str, limit: int, out=None) -> None:
     from pyspark.errors import AnalysisException, ParseException
 
     out = out or sys.stdout
@@ -35,8 +37,7 @@ def run_sql(spark, warehouse, query: str, fmt: str, limit: int, out=None) -> int
         df = spark.sql(query)
         rows = df.collect() if fmt != "table" else df.limit(limit + 1).collect()
     except (AnalysisException, ParseException) as exc:
-        print(f"voxlake: SQL error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        raise SqlError(str(exc).splitlines()[0]) from None
     columns = df.columns
     if fmt == "json":
         for row in rows:
@@ -53,7 +54,6 @@ def run_sql(spark, warehouse, query: str, fmt: str, limit: int, out=None) -> int
         _print_table(columns, rows[:limit], out)
         if len(rows) > limit:
             out.write(f"(showing the first {limit} rows; use --limit N)\n")
-    return EXIT_OK
 
 
 def _print_table(columns, rows, out) -> None:

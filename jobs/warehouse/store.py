@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
+from jobs.spark import internals
 from schemas.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Warehouse:
         cost ~2 s of every command and was gone when the command ended. `voxlake sql`, `report` and
         `export` register what they read (attach_existing).
         """
-        from jobs.catalog import tables
+        from jobs.warehouse.catalog import tables
 
         specs = tables() if specs is None else specs
         register = self.catalog_persists()
@@ -65,7 +66,7 @@ class Warehouse:
     def _attach_one(self, spec: TableSpec, register: bool, previous: str | None) -> None:
         from delta.tables import DeltaTable
 
-        from jobs.catalog import CONSTRAINTS
+        from jobs.warehouse.catalog import CONSTRAINTS
 
         location = self.path(spec)
         if register and previous and previous != self.root:
@@ -115,7 +116,7 @@ class Warehouse:
 
     def create_views(self) -> None:
         """Day-one views (they live in the session catalog, so every session recreates them)."""
-        from jobs.views import VIEWS
+        from jobs.warehouse.views import VIEWS
 
         exists = {t: self.spark.catalog.tableExists(t) for t in ("gold.utterances", "ops.file_state")}
         for name, sql in VIEWS.items():
@@ -143,10 +144,7 @@ class Warehouse:
         return found
 
     def _list_table_dirs(self) -> list[tuple[str, str]]:
-        jvm = self.spark.sparkContext._jvm
-        hconf = self.spark.sparkContext._jsc.hadoopConfiguration()
-        root = jvm.org.apache.hadoop.fs.Path(self.root)
-        fs = root.getFileSystem(hconf)
+        fs, root = internals.hadoop_fs(self.spark, self.root)
         if not fs.exists(root):
             return []
         out = []
@@ -160,9 +158,7 @@ class Warehouse:
         return sorted(out)
 
     def _fs(self, path: str):
-        jvm = self.spark.sparkContext._jvm
-        hpath = jvm.org.apache.hadoop.fs.Path(path)
-        return hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()), hpath
+        return internals.hadoop_fs(self.spark, path)
 
     def write_text(self, path: str, text: str) -> None:
         fs, hpath = self._fs(path)
@@ -176,8 +172,7 @@ class Warehouse:
         fs, hpath = self._fs(path)
         stream = fs.open(hpath)
         try:
-            jvm = self.spark.sparkContext._jvm
-            return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+            return internals.jvm(self.spark).org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
         finally:
             stream.close()
 

@@ -1,12 +1,17 @@
 """Sources → listed files: folders (recursive; any Hadoop-filesystem URI), JSON Lines manifests, and audio
 tables (Parquet or Delta with a path column or a bytes column such as Hugging Face's `audio` struct).
 
-Spark lists; the driver only plans. Used by ingest (what exists now) and annotate (the bytes of files
-that live inside a table).
+Spark lists; the driver only plans. Used by ingest (what exists now, and the listing's digest that tells
+a rerun over unchanged sources it has nothing to do) and annotate (the bytes of files that live inside a
+table).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from jobs.config import Config, ConfigError
+from jobs.config.settings import IngestSettings
+from jobs.spark import internals
 
 LISTING_COLUMNS = [
     "uri", "size_bytes", "modified_at", "source", "reference_text", "language_hint", "speaker", "extra",
@@ -40,27 +45,22 @@ def _list_folder(spark, source: str, extensions: list[str]):
     is recorded as EMPTY instead of vanishing. The index's paths stay in the JVM (a Dataset built
     there): they never travel through the Python driver.
     """
-    from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
     ext_regex = r"(?i)\.(" + "|".join(e.lstrip(".") for e in extensions) + r")$"
     files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(source)
     # Spark splits a file scan as if opening a file cost reading 4 MB (spark.sql.files.openCostInBytes):
-    # ~32 files a task, 313 tasks for 10,000 files. This scan opens none (content is pruned), so the
-    # tasks were all overhead: fewer, one per core, list the same 10,000 files in 0.3 s instead of 1.7 s.
+    # some 32 files a task. This scan opens none (content is pruned), so those tasks would be all
+    # overhead: one per core lists the same files.
     scanned = files.coalesce(max(1, spark.sparkContext.defaultParallelism)).select(
         F.col("path").alias("uri"),
         F.col("length").alias("size_bytes"),
         F.col("modificationTime").alias("modified_at"),
     )
-    jvm = spark.sparkContext._jvm
-    indexed = spark._jsparkSession.createDataset(
-        jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(files._jdf.inputFiles()),
-        jvm.org.apache.spark.sql.Encoders.STRING())
     # inputFiles are URI-escaped java.net.URI strings (`file:///a%20b`); the scan's paths are Hadoop Paths
     # (`file:/a b`): unescape (keeping '+') and drop the empty authority so the two match
     decoded = F.expr("reflect('java.net.URLDecoder', 'decode', replace(value, '+', '%2B'), 'UTF-8')")
-    listed = DataFrame(indexed.toDF(), spark).select(
+    listed = internals.input_files_dataframe(spark, files).select(
         F.regexp_replace(decoded, "^file:///", "file:/").alias("uri")).where(F.col("uri").rlike(ext_regex))
     return listed.join(scanned, on="uri", how="left").select(
         "uri",
@@ -117,7 +117,7 @@ def _list_manifest(spark, manifest: str):
     return good, bad
 
 
-def list_table(spark, source: str, kind: str, cfg: dict):
+def list_table(spark, source: str, kind: str, cfg: IngestSettings):
     """An audio table: rows name files (a path column) or carry bytes (a bytes column)."""
     from pyspark.sql import functions as F
 
@@ -130,12 +130,12 @@ def list_table(spark, source: str, kind: str, cfg: dict):
         for sub in f.dataType.fields
     }
     columns = flat | nested
-    bytes_col = next((c for c in cfg.get("table_bytes_columns", []) if c in columns), None)
-    path_col = next((c for c in cfg.get("table_path_columns", []) if c in columns), None)
+    bytes_col = next((c for c in cfg.table_bytes_columns if c in columns), None)
+    path_col = next((c for c in cfg.table_path_columns if c in columns), None)
     if bytes_col is None and path_col is None:
         raise ConfigError(
-            f"audio table {source} has neither a path column ({cfg.get('table_path_columns')}) nor a "
-            f"bytes column ({cfg.get('table_bytes_columns')}); set ingest.table_path_columns/"
+            f"audio table {source} has neither a path column ({cfg.table_path_columns}) nor a "
+            f"bytes column ({cfg.table_bytes_columns}); set ingest.table_path_columns/"
             "table_bytes_columns"
         )
     text = F.col("text").cast("string") if "text" in flat else F.lit(None).cast("string")
@@ -172,7 +172,7 @@ def list_inputs(spark, config: Config):
 
     from udfs.files import to_uri
 
-    cfg = config.section("ingest")
+    cfg = config.ingest
     if not config.sources and not config.manifests:
         raise ConfigError("nothing to ingest: pass --source PATH and/or --manifest FILE")
     frames, bad_frames, folders = [], [], 0
@@ -191,7 +191,7 @@ def list_inputs(spark, config: Config):
         else:
             folders += 1
             frames.append(
-                _list_folder(spark, uri, cfg["extensions"])
+                _list_folder(spark, uri, cfg.extensions)
                 .withColumn("_prio", F.lit(2000))
                 .withColumn("content", F.lit(None).cast("binary"))
             )
@@ -209,3 +209,43 @@ def list_inputs(spark, config: Config):
     for df in bad_frames[1:]:
         bad = bad.unionByName(df)
     return listing, bad
+
+
+@dataclass(frozen=True)
+class ListingSurvey:
+    """What one pass over the listing says: files listed, listed without size/mtime, their bytes (of
+    those with a size) and the listing's digest."""
+
+    listed: int
+    unstated: int
+    digest: str
+    bytes: int = 0
+
+
+def survey(listing, bad_lines, unstated) -> ListingSurvey:
+    """One job over the listing (and bad manifest lines): counts, bytes and an order-free digest.
+
+    The digest is two independent 64-bit hashes of each row, XORed over the rows (uris are unique in
+    the listing, so no two rows cancel), plus the row counts: a set digest Spark computes without
+    sorting or gathering anything on the driver.
+    """
+    from pyspark.sql import functions as F
+
+    rows = listing.select(
+        "uri", F.coalesce(F.col("fingerprint"), F.lit("")).alias("what"), F.lit(True).alias("_file"),
+        unstated.alias("_unstated"), "size_bytes")
+    if bad_lines is not None:
+        rows = rows.unionByName(bad_lines.select(
+            "uri", F.col("bad_line").alias("what"), F.lit(False).alias("_file"), F.lit(False).alias("_unstated"),
+            F.lit(None).cast("long").alias("size_bytes")))
+    row = rows.agg(
+        F.count(F.when(F.col("_file"), 1)).alias("listed"),
+        F.coalesce(F.sum("size_bytes"), F.lit(0)).alias("bytes"),
+        F.count(F.when(~F.col("_file"), 1)).alias("bad"),
+        F.count(F.when(F.col("_unstated"), 1)).alias("unstated"),
+        F.bit_xor(F.xxhash64(F.lit("voxlake-a"), "uri", "what", "_file")).alias("h1"),
+        F.bit_xor(F.xxhash64(F.lit("voxlake-b"), "uri", "what", "_file")).alias("h2"),
+    ).first()
+    digest = f"{int(row['listed'])}:{int(row['bad'])}:{int(row['h1'] or 0) & (2**64 - 1):016x}" \
+             f"{int(row['h2'] or 0) & (2**64 - 1):016x}"
+    return ListingSurvey(int(row["listed"]), int(row["unstated"]), digest, int(row["bytes"]))

@@ -6,14 +6,15 @@ them into one self-contained HTML page.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from jobs.catalog import FILE_STATE, RUNS, SILVER, UTTERANCES
 from jobs.config import Config
-from jobs.warehouse import Warehouse
+from jobs.warehouse.catalog import FILE_STATE, RUNS, SILVER, UTTERANCES
+from jobs.warehouse.store import Warehouse
 
 HISTOGRAMS = {  # gold column -> (bin width, label)
     "duration_s": (1.0, "duration (s)"),
@@ -105,7 +106,7 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
                 "quarantined": int(status.get("quarantined", 0)), "pending": int(status.get("pending", 0))},
         by_language_band=by_lang_band, histograms=histograms, bandwidth=bandwidth, quarantine=quarantine,
         quarantine_trend=trend, annotator_failures=annotator_failures, throughput=throughput,
-        recipe=dict(config.section("publish").get("recipe") or {}), recipe_hash=totals_row["recipe_hash"],
+        recipe=dataclasses.asdict(config.publish.recipe), recipe_hash=totals_row["recipe_hash"],
         examples=examples)
 
 
@@ -120,7 +121,7 @@ def _examples(spark, gold) -> list[dict]:
     (one grouped aggregate: two files per language reach the driver)."""
     from pyspark.sql import functions as F
 
-    from jobs.storage import storage_settings
+    from jobs.io.storage import storage_settings
     from udfs.files import open_stream
 
     clip = F.struct("uri", "transcript", "duration_s", "dnsmos_ovrl")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 
 from jobs.config import Config, ConfigError
+from jobs.spark import internals
+from jobs.spark.jars import S3A_PACKAGE
 from udfs.storage import (
     S3_SCHEMES,
     StorageConfigError,
@@ -23,7 +25,6 @@ from udfs.storage import (
 
 log = logging.getLogger(__name__)
 
-S3A_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.2"
 KEYS_HINT = ("set spark.hadoop.fs.s3a.access.key and spark.hadoop.fs.s3a.secret.key in the config's "
              "spark.conf (or --conf under spark-submit), or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
 
@@ -34,8 +35,7 @@ class StorageError(RuntimeError):
 
 def storage_settings(spark) -> StorageSettings:
     """The session's `fs.s3a.*` Hadoop properties, for the executors' Python readers."""
-    hconf = spark.sparkContext._jsc.hadoopConfiguration()
-    props = hconf.getPropsWithPrefix("fs.s3a.")
+    props = internals.hadoop_conf(spark).getPropsWithPrefix("fs.s3a.")
     return StorageSettings.from_properties({str(k): str(v) for k, v in dict(props).items()})
 
 
@@ -64,9 +64,8 @@ def check_storage(spark, config: Config) -> StorageSettings:
 
 
 def _check_connector(spark) -> None:
-    jvm = spark.sparkContext._jvm
     try:
-        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass("s3a", spark.sparkContext._jsc.hadoopConfiguration())
+        internals.jvm(spark).org.apache.hadoop.fs.FileSystem.getFileSystemClass("s3a", internals.hadoop_conf(spark))
     except Exception:
         raise StorageError(
             "s3a:// URIs need Hadoop's S3A connector, which is not on Spark's classpath: run "
@@ -117,11 +116,9 @@ def _check_python_side(bucket: str, uri: str, settings: StorageSettings) -> None
 
 
 def _check_hadoop_side(spark, bucket: str, uri: str, settings: StorageSettings) -> None:
-    jvm = spark.sparkContext._jvm
-    hconf = spark.sparkContext._jsc.hadoopConfiguration()
     try:
-        path = jvm.org.apache.hadoop.fs.Path(uri)
-        path.getFileSystem(hconf).exists(path)
+        fs, path = internals.hadoop_fs(spark, uri)
+        fs.exists(path)
     except Exception as exc:
         text = str(exc)
         first = next((line for line in text.splitlines() if "Exception" in line), text[:300])

@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from jobs.catalog import SILVER, TABLES
 from jobs.config import Config
-from jobs.ledger import RunRecord
-from jobs.warehouse import Warehouse
+from jobs.spark import internals
+from jobs.warehouse.catalog import SILVER, TABLES
+from jobs.warehouse.ledger import RunRecord
+from jobs.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class MaintainResult:
 def run_maintain(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> MaintainResult:
     from delta.tables import DeltaTable
 
-    cfg = config.section("maintain")
-    retention_h = float(cfg.get("vacuum_retention_hours", 168))
+    cfg = config.maintain
+    retention_h = float(cfg.vacuum_retention_hours)
     result = MaintainResult()
     result.deletion_vectors_enabled = enable_deletion_vectors(spark, warehouse)
     for spec in TABLES:
@@ -46,7 +47,7 @@ def run_maintain(spark, config: Config, warehouse: Warehouse, record: RunRecord)
         removed, added = int(metrics["numFilesRemoved"]), int(metrics["numFilesAdded"])
         if removed:
             result.compacted[spec.qualified] = (removed, added)
-        if cfg.get("vacuum", True):
+        if cfg.vacuum:
             before = _data_files(spark, warehouse.path(spec))
             table.vacuum(retention_h)
             result.vacuumed[spec.qualified] = max(0, before - _data_files(spark, warehouse.path(spec)))
@@ -67,9 +68,7 @@ def enable_deletion_vectors(spark, warehouse: Warehouse) -> bool:
 
 def _data_files(spark, path: str) -> int:
     """Parquet files under a table folder (all versions), via Hadoop's filesystem."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, hpath = internals.hadoop_fs(spark, path)
     files = fs.listFiles(hpath, True)
     n = 0
     while files.hasNext():

@@ -3,7 +3,7 @@ audio, the URIs holding it and the manifest fields that apply to it. Annotate an
 these, so "current bytes and current manifest" means the same thing in every stage."""
 from __future__ import annotations
 
-from jobs.warehouse import Warehouse
+from jobs.warehouse.store import Warehouse
 from schemas.tables import BRONZE
 
 # manifest and header fields that belong to the audio (publish copies them into gold)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.catalog import BRONZE, SEGMENTS, UTTERANCES
-from jobs.config import ConfigError
-from jobs.ledger import code_version
-from jobs.progress import StageProgress
-from jobs.storage import storage_settings
-from jobs.warehouse import Warehouse
+from jobs.config import Config, ConfigError
+from jobs.io.storage import storage_settings
+from jobs.spark.progress import StageProgress
+from jobs.warehouse.catalog import BRONZE, SEGMENTS, UTTERANCES
+from jobs.warehouse.ledger import code_version
+from jobs.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ class ExportRequest:
     timestamp: str | None = None
     embed_audio: bool = False
     segments: bool = False
-    shard_rows: int = 10_000  # formats that point at the audio
-    shard_bytes: int = 512 << 20  # formats that carry it (webdataset, hf with embedded audio)
 
 
 def _history(spark, path: str) -> list[tuple[int, datetime]]:
@@ -75,7 +73,7 @@ def pin_versions(spark, warehouse: Warehouse, version: int | None, timestamp: st
     return chosen[0], chosen[1], (seg_versions[-1][0] if seg_versions else None)
 
 
-def run_export(spark, config, warehouse: Warehouse, req: ExportRequest) -> dict:
+def run_export(spark, config: Config, warehouse: Warehouse, req: ExportRequest) -> dict:
     from pyspark.sql import functions as F
 
     from udfs.export import FORMATS, RESULT_SCHEMA, ExportSpec, make_export_fn
@@ -99,10 +97,10 @@ def run_export(spark, config, warehouse: Warehouse, req: ExportRequest) -> dict:
             .groupBy("audio_id").agg(F.max("size_bytes").alias("_bytes"))
         gold = gold.join(sizes, "audio_id", "left")
         total = int(gold.agg(F.sum("_bytes")).first()[0] or 0)
-        n_shards = max(1, math.ceil(total / req.shard_bytes))
+        n_shards = max(1, math.ceil(total / (config.export.shard_mb << 20)))
         gold = gold.drop("_bytes")
     else:
-        n_shards = max(1, math.ceil(rows / req.shard_rows))
+        n_shards = max(1, math.ceil(rows / config.export.shard_rows))
     needs_segments = req.format == "lhotse" or (req.format == "nemo" and req.segments)
     if needs_segments and seg_version is not None:
         segs = spark.read.format("delta").option("versionAsOf", seg_version).load(warehouse.path(SEGMENTS))
@@ -115,7 +113,7 @@ def run_export(spark, config, warehouse: Warehouse, req: ExportRequest) -> dict:
                       mtime=committed_at.timestamp(), storage=storage_settings(spark))
     log.info("export: %d rows (%.2f h) of gold.utterances@%d as %s into %d shard(s) at %s", rows, seconds / 3600,
              version, req.format, n_shards, req.out)
-    with StageProgress(spark, f"export {req.format}", float(config.section("run").get("progress_log_s", 60))):
+    with StageProgress(spark, f"export {req.format}", config.run.progress_log_s):
         written = work.mapInPandas(make_export_fn(spec), RESULT_SCHEMA).collect() if rows else []
     summary = {
         "format": req.format, "gold_version": version, "segments_version": seg_version if needs_segments else None,
