@@ -87,9 +87,9 @@ def make_archive(spark, wh, n: int, per_speaker: int, noise: float) -> None:
 
 
 def jvm_heap_mib(spark) -> float:
-    runtime = spark._jvm.java.lang.Runtime.getRuntime()
-    spark._jvm.java.lang.System.gc()
-    return (runtime.totalMemory() - runtime.freeMemory()) / 2**20
+    from jobs.spark.internals import jvm_heap_used_bytes
+
+    return jvm_heap_used_bytes(spark, collect_garbage=True) / 2**20
 
 
 def measure(n: int, per_speaker: int, noise: float) -> dict:

@@ -83,8 +83,8 @@ def test_music_is_tagged_and_kept_out_by_its_ceiling(spark, corpus_warehouse, by
 
 def test_gold_has_the_new_columns_and_link_reruns_change_nothing(spark, corpus_warehouse):
     from jobs.stages.link import run_link
-    from jobs.warehouse.state import StageState
     from jobs.warehouse.ledger import RunRecord
+    from jobs.warehouse.state import StageState
 
     wh = corpus_warehouse["warehouse"]
     gold = spark.read.format("delta").load(wh.path(UTTERANCES))

@@ -115,7 +115,9 @@ def _gold(rows):  # `voxlake sql` writes nulls, Spark's toJSON leaves them out: 
 
 def use_server(spark, server) -> None:
     """Point the tests' session at the server (the S3A jars are on its classpath after make setup-s3)."""
-    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    from jobs.spark.internals import hadoop_conf
+
+    hconf = hadoop_conf(spark)
     for key, value in server.spark_conf().items():
         hconf.set(key[len("spark.hadoop."):], value)
 
