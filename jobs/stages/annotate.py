@@ -59,15 +59,19 @@ def register_plugins(config: Config) -> tuple[tuple[str, str], ...]:
 def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, storage=None):
     """What the executors need (udfs.annotate.AnnotateSpec) and the configured annotators, in order."""
     from annotators.decode import DecodeLimits
-    from annotators.registry import build
+    from annotators.registry import build, load_class
     from udfs.annotate import AnnotateSpec
 
     cfg = config.annotate
     plugins = register_plugins(config)
     params = {k: dict(v) for k, v in cfg.params.items()}
-    asr = params.get("asr")
-    if asr and asr.get("cache_dir") and not Path(asr["cache_dir"]).is_absolute() and "://" not in asr["cache_dir"]:
-        asr["cache_dir"] = str(Path(asr["cache_dir"]).resolve())
+    if "asr" in cfg.annotators:
+        # asr's model cache, resolved against the driver's working directory (the resolved path is part of
+        # its params_hash, as it always was: results stay current)
+        asr = params.setdefault("asr", {})
+        cache = asr.get("cache_dir", load_class("asr").default_params["cache_dir"])
+        if not Path(cache).is_absolute() and "://" not in cache:
+            asr["cache_dir"] = str(Path(cache).resolve())
     try:
         ordered = build(list(cfg.annotators), params)  # validates names, params and dependencies; loads no model
     except ValueError as exc:
