@@ -12,7 +12,7 @@ AIRFLOW := .deps/airflow-venv/.ready
 WAREHOUSE ?= warehouse
 export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
-.PHONY: setup setup-s3 setup-airflow class-archive run test lint bench clean dist
+.PHONY: setup setup-s3 setup-airflow class-archive run test test-fast lint bench clean dist
 
 setup: $(STAMP) $(DELTA_JARS) $(MODELS) class-archive
 
@@ -70,6 +70,11 @@ run: setup
 
 test: setup setup-s3 setup-airflow
 	$(BIN)/python -m pytest -q --durations=20 tests
+
+# The edit loop: unit and small integration tests (real Spark, models and audio), without the ones marked
+# slow (the whole corpus, a cluster, an object store, Airflow, a browser); needs only `make setup`.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -45,8 +45,8 @@ class DistillMos(Annotator):
     name = "distillmos"
     version = "1.1.0"  # 1.1: onnxruntime on CPU (within 1.8e-4 of torch's scores on the corpus)
     resources = Resources(cpu_threads=1, gpu=True)
-    # The model costs ~0.5 s per window on one core (bench annotators): like DNSMOS, long files are
-    # scored on evenly spaced windows over `coverage` of their length (at least 2, at most max_windows)
+    # Each window costs a model pass (BENCHMARKS.md, "Annotators"): like DNSMOS, long files are scored
+    # on evenly spaced windows over `coverage` of their length (at least 2, at most max_windows)
     default_params = {"coverage": 0.3, "max_windows": 24, "cache_dir": ".deps/models"}
     fields = [pa.field("mos", pa.float64()), pa.field("n_windows", pa.int32())]
 
@@ -79,7 +79,7 @@ class DistillMos(Annotator):
         # windows first, then the clip and cast: on the windows, not on a copy of the whole file
         batch = np.clip(windows(item.samples, self.params["max_windows"], self.params["coverage"]),
                         -1.0, 1.0).astype(np.float32)
-        try:  # WINDOWS_PER_CALL at a time: 24 windows in one call need 1.4 GB on CPU
+        try:  # WINDOWS_PER_CALL at a time: the activations of many windows in one call take GBs on CPU
             scores = np.concatenate([self._scores(batch[k: k + self._per_call])
                                      for k in range(0, len(batch), self._per_call)])
         except Exception as exc:  # torch's RuntimeError, onnxruntime's errors: the model's, not the audio's

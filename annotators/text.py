@@ -112,8 +112,9 @@ class Text(Annotator):
         super().setup(device, device_index, threads)
         from lingua import LanguageDetectorBuilder
 
-        # Low-accuracy mode (trigram models only): 0.2 s and ~100 MB per worker instead of ~1 GB, and
-        # accurate on sentence-length transcripts; very short texts get no text-side opinion anyway.
+        # Low-accuracy mode (trigram models only): a fraction of the full models' load time and memory
+        # per worker, and accurate on sentence-length transcripts; very short texts get no text-side
+        # opinion anyway.
         builder = LanguageDetectorBuilder.from_all_languages()
         if self.params["lingua_low_accuracy"]:
             builder = builder.with_low_accuracy_mode()

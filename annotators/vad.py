@@ -1,9 +1,9 @@
 """VAD: speech segments, speech seconds and speech ratio from Silero VAD v6, in ONNX, without torch.
 
 faster-whisper ships Silero VAD v6 as ONNX (and a numpy wrapper for it). Using that model here
-(instead of the silero-vad package, whose wrapper needs torch) keeps torch out of CPU workers (the
-annotators bench: 84 MiB added at setup, against 523 MiB with the silero-vad package);
-bench/vad_bench.py measures how closely the two agree on the corpus.
+(instead of the silero-vad package, whose wrapper needs torch) keeps torch out of CPU workers
+(BENCHMARKS.md, "Annotators", has the memory it adds); bench/vad_bench.py measures how closely the two
+agree on the corpus.
 
 The model is run here, in pieces, rather than through faster-whisper's `get_speech_timestamps`:
 that function copies the whole file twice (a padded copy, then every 32 ms window with its 64

@@ -36,7 +36,7 @@ from annotators.whisper_features import log_mel
 log = logging.getLogger(__name__)
 
 # On a CPU the encoder runs one window per call: its rows come out bit for bit as in a batched call, and
-# one window per call was the faster of the two on the CPUs measured (docs/asr.md). The decoder keeps its
+# one window per call was the faster of the two on the CPUs measured (docs/annotators.md). The decoder keeps its
 # batch (one generate call per round).
 CPU_ENCODE_WINDOWS = 1
 
@@ -158,7 +158,7 @@ class BatchedWhisper:
         )
         self.timing = fw.timing(model)
         self.n_frames, self.time_per_frame = self.timing.window_frames, self.timing.time_per_frame
-        self.calls = {"encode": 0, "generate": 0, "align": 0, "windows": 0}
+        self.calls = {"rounds": 0, "encode": 0, "generate": 0, "align": 0, "windows": 0}
 
     # ---- public
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None]) -> list[tuple[list, LanguageInfo]]:
@@ -185,6 +185,7 @@ class BatchedWhisper:
                             for f, n in zip(files, sizes, strict=True)])
         holders: list = []
         encoded = self._encode(windows, holders)
+        self.calls["rounds"] += 1
         self.calls["windows"] += len(files)
         self._detect_languages(files, encoded, holders)
         prompts = [fw.prompt(self.model, f.tokenizer, f.all_tokens[f.prompt_reset_since:]) for f in files]

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         variants = {"default": "auto", "other": not default_c1}
         names = {True: "C1 only", False: "full JIT"}
         runs = {}  # variant -> (first s, rerun s, full-plan rerun s, peak RSS of the first run)
-        shortcuts = []  # per rerun: did its summary say the listing matched bronze's (jobs.listing_digest)?
+        shortcuts = []  # per rerun: did its summary say the listing matched bronze's (its recorded inputs)?
         for variant, setting in variants.items():
             cfg = work / f"{variant}.yaml"
             cfg.write_text(f"spark: {{quick_jit: {str(setting).lower()}}}\n")

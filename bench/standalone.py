@@ -82,7 +82,7 @@ class StandaloneCluster:
 
     def submit_command(self, job: str, *args: str, conf: dict | None = None) -> list[str]:
         """The spark-submit command line of `jobs/<job>.py ARGS` on this cluster (Delta from the local jars)."""
-        from jobs.spark.session import DELTA_JARS_DIR
+        from jobs.spark.jars import DELTA_JARS_DIR
 
         jars = ",".join(str(p) for p in sorted(DELTA_JARS_DIR.glob("*.jar")))
         cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", self.master, "--jars", jars,

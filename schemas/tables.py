@@ -1,4 +1,4 @@
-"""Spark schemas of the voxlake tables (the table contract in DESIGN.md).
+"""Spark schemas of the voxlake tables (the table contract: docs/architecture.md, "Tables").
 
 Column names here are what users' SQL relies on: change them only on purpose, and say so in the README.
 """

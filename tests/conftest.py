@@ -16,6 +16,29 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true",
+                     help="run the tests in reverse order (no test may rely on what another one did)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
+def copy_of(spark, wh, config, dest):
+    """(warehouse, config) of a copy of `wh`'s folder at `dest`: for a test that changes a warehouse other
+    tests read (a rerun appends to ops.runs, maintain compacts). Delta logs hold relative paths, so the
+    copy is a warehouse of its own."""
+    import shutil
+
+    from jobs.config import with_overrides
+    from jobs.warehouse.store import Warehouse
+
+    shutil.copytree(wh.root, dest)
+    return Warehouse(spark, str(dest)), with_overrides(config, {"warehouse": str(dest)})
+
+
 def quarantine_rows(spark, wh) -> list[dict]:
     """The quarantined files (ops.quarantine is a view of these rows of ops.file_state)."""
     from schemas.tables import FILE_STATE
@@ -140,3 +163,10 @@ def corpus_warehouse(spark, tmp_path_factory):
     wh = Warehouse(spark, config.warehouse)
     outcome = execute(spark, config, wh, "run")
     return {"warehouse": wh, "config": config, "outcome": outcome, "bad_dir": bad, "expected_bad": expected_bad}
+
+
+@pytest.fixture
+def corpus_copy(spark, corpus_warehouse, tmp_path):
+    """The corpus run's warehouse, copied: for the tests that run again on it (reruns, other recipes)."""
+    wh, config = copy_of(spark, corpus_warehouse["warehouse"], corpus_warehouse["config"], tmp_path / "wh")
+    return {**corpus_warehouse, "warehouse": wh, "config": config}

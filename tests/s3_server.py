@@ -6,7 +6,7 @@ create an IAM user with an access key, and every request after them must be sign
 credentials are rejected as they are by a real store.
 
 Run it by hand to try voxlake against object storage locally: `python tests/s3_server.py` prints the
-settings to pass (see the README's "Object storage" section).
+settings to pass (docs/object-storage.md).
 """
 from __future__ import annotations
 

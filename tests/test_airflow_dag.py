@@ -12,6 +12,8 @@ from conftest import REPO
 
 from jobs.commandline.cli import build_parser
 
+pytestmark = pytest.mark.slow  # Airflow in its own venv
+
 AIRFLOW_PY = REPO / ".deps" / "airflow-venv" / "bin" / "python"
 
 

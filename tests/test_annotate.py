@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from audio_factory import tone, write_wav
 from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
@@ -35,6 +36,7 @@ def annotate_config(make_config, sources=(), manifests=(), names=SIGNAL, params=
     )
 
 
+@pytest.mark.slow
 def test_every_bronze_row_ends_in_silver_or_quarantine(spark, corpus_warehouse):
     """Corpus + bad inputs + samples, every annotator with the default models (the shared session run)."""
     wh = corpus_warehouse["warehouse"]

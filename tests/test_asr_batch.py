@@ -48,9 +48,12 @@ def test_batched_decoding_gives_the_per_file_transcripts(model, corpus_dir):
         assert [s.temperature for s in segments] == [s.temperature for s in ref], name
         windows += len({s.seek for s in ref})
     assert got[0][1].language == "en" and len(got[0][0]) > 3  # the long file was decoded to its end
-    # the decoder saw the windows in batches (fewer generate calls than windows); on a CPU the encoder
-    # took them one at a time (CPU_ENCODE_WINDOWS)
-    assert batched.calls["windows"] >= windows and batched.calls["generate"] < batched.calls["windows"]
+    # the decoder saw the windows in batches: each round decodes its windows in one generate call (and
+    # again, in a smaller batch, those that fall back to the next temperature, which varies with the
+    # CPU's arithmetic), in fewer rounds than windows; on a CPU the encoder took them one at a time
+    # (CPU_ENCODE_WINDOWS)
+    assert batched.calls["windows"] >= windows and batched.calls["rounds"] < batched.calls["windows"]
+    assert batched.calls["generate"] >= batched.calls["rounds"]
     assert batched.calls["encode"] == batched.calls["windows"]
 
 

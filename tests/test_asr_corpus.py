@@ -16,6 +16,8 @@ from schemas.tables import BRONZE
 log = logging.getLogger(__name__)
 
 
+pytestmark = pytest.mark.slow  # the whole corpus through every annotator (the shared corpus run)
+
 @pytest.fixture(scope="module")
 def corpus_results(spark, corpus_warehouse, corpus_dir):
     """{corpus-relative path: silver row}"""

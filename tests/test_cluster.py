@@ -12,6 +12,8 @@ import pytest
 import yaml
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # a standalone Spark cluster and spark-submit
+
 FAKE_GPU = REPO / "tests" / "fake_gpu_discovery.sh"
 SIGNAL = ["levels", "vad", "snr", "pitch"]
 NAMES = [*SIGNAL, "quality", "asr"]  # asr and quality are the annotators that can use a GPU

@@ -12,6 +12,8 @@ from conftest import LEAN_ANNOTATE, LEAN_RECIPE, REPO
 from jobs.commands.export import ExportRequest, run_export
 from jobs.warehouse.catalog import SEGMENTS, UTTERANCES
 
+pytestmark = pytest.mark.slow  # a pipeline run with real models
+
 SAMPLES = REPO / "samples"
 FIRST = ["audio/speech/en_weather.wav", "audio/speech/en_library.flac"]
 LATER = ["audio/speech/es_ciudad.mp3"]

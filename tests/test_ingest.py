@@ -185,6 +185,7 @@ def test_audio_table_with_bytes_column(spark, tmp_path, make_config, warehouse_f
     assert got["x/bad.wav"]["error_code"] == "UNKNOWN_FORMAT"
 
 
+@pytest.mark.slow
 def test_corpus_probes_match_the_manifest(spark, corpus_dir, corpus_manifest, corpus_warehouse):
     """The shared session run ingested the corpus folder: every file once, headers as measured."""
     wh = corpus_warehouse["warehouse"]

@@ -9,6 +9,8 @@ from jobs.warehouse.catalog import SILVER
 from schemas.gold import UTTERANCES
 from schemas.tables import BRONZE, LINKS
 
+pytestmark = pytest.mark.slow  # the shared corpus run
+
 BIRD_CLASSES = {"Bird", "Bird vocalization, bird call, bird song", "Chirp, tweet"}
 
 
@@ -81,18 +83,18 @@ def test_music_is_tagged_and_kept_out_by_its_ceiling(spark, corpus_warehouse, by
     assert all(1.0 <= r["distillmos"]["mos"] <= 5.0 for r in by_file.values() if r["distillmos"]["status"] == "ok")
 
 
-def test_gold_has_the_new_columns_and_link_reruns_change_nothing(spark, corpus_warehouse):
+def test_gold_has_the_new_columns_and_link_reruns_change_nothing(spark, corpus_copy):
     from jobs.stages.link import run_link
     from jobs.warehouse.ledger import RunRecord
     from jobs.warehouse.state import StageState
 
-    wh = corpus_warehouse["warehouse"]
+    wh = corpus_copy["warehouse"]
     gold = spark.read.format("delta").load(wh.path(UTTERANCES))
     for col in ("n_speakers", "speaker_cluster_id", "music_ratio", "event_top", "distillmos", "plcmos",
                 "duplicate_group_id"):
         assert gold.where(f"{col} IS NULL").count() == 0, col
     version = wh.table_version(LINKS)
-    config = corpus_warehouse["config"]
+    config = corpus_copy["config"]
     # nothing new since the run's link: skipped without reading silver
     assert run_link(spark, config, wh, RunRecord(job="link", config_hash="test")).skipped == \
         "nothing changed since the last link"

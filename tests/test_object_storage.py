@@ -23,6 +23,8 @@ from pyspark.sql import functions as F
 from schemas.gold import UTTERANCES
 from udfs.storage import StorageConfigError, StorageSettings, check_supported, split_bucket
 
+pytestmark = pytest.mark.slow  # an S3 server, the S3A connector and voxlake runs in subprocesses
+
 FILES = ["speech/en/LJ001-0002.wav", "speech/en/LJ001-0029.mp3", "speech/multilingual/picovoice_test_de.wav",
          "nonspeech/robin-bird-whistling.hq.ogg"]
 LATE = "speech/en/LJ002-0020.wav"  # ingested, then deleted before annotate

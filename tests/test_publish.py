@@ -33,12 +33,12 @@ def assert_conservation(spark, wh):
     return gold, quarantine
 
 
-def rerun(spark, corpus_warehouse, **overrides):
-    base = corpus_warehouse["config"]
-    config = with_overrides(base, overrides)
-    return execute(spark, config, corpus_warehouse["warehouse"], "run")
+def rerun(spark, run, **overrides):
+    """`voxlake run` again on `run`'s warehouse (a copy of the corpus run's), with other settings."""
+    return execute(spark, with_overrides(run["config"], overrides), run["warehouse"], "run")
 
 
+@pytest.mark.slow
 def test_conservation_reasons_and_curation(spark, corpus_warehouse):
     wh = corpus_warehouse["warehouse"]
     assert corpus_warehouse["outcome"].exit_code == 0
@@ -65,20 +65,22 @@ def test_conservation_reasons_and_curation(spark, corpus_warehouse):
     assert all(s["words"] for s in segments if s["text"])
 
 
-def test_second_run_creates_no_new_versions(spark, corpus_warehouse):
-    wh = corpus_warehouse["warehouse"]
+@pytest.mark.slow
+def test_second_run_creates_no_new_versions(spark, corpus_copy):
+    wh = corpus_copy["warehouse"]
     versions = {s.qualified: wh.table_version(s) for s in (BRONZE, FILE_STATE, UTTERANCES, SEGMENTS)}
-    outcome = rerun(spark, corpus_warehouse)
+    outcome = rerun(spark, corpus_copy)
     assert outcome.exit_code == 0
     assert outcome.results["annotate"].candidates == 0 and outcome.results["publish"].candidates == 0
     assert {s.qualified: wh.table_version(s) for s in (BRONZE, FILE_STATE, UTTERANCES, SEGMENTS)} == versions
 
 
-def test_failed_critical_check_blocks_publishing(spark, corpus_warehouse):
-    wh = corpus_warehouse["warehouse"]
+@pytest.mark.slow
+def test_failed_critical_check_blocks_publishing(spark, corpus_copy):
+    wh = corpus_copy["warehouse"]
     before = (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(FILE_STATE))
     # a recipe change re-judges every row; the batch's mean DNSMOS cannot reach 4.9
-    outcome = rerun(spark, corpus_warehouse, publish={"recipe": {"snr_db_min": 5.5},
+    outcome = rerun(spark, corpus_copy, publish={"recipe": {"snr_db_min": 5.5},
                                                       "critical": {"mean_dnsmos_min": 4.9}})
     assert outcome.results["publish"].candidates > 0
     assert outcome.exit_code == 1
@@ -89,11 +91,12 @@ def test_failed_critical_check_blocks_publishing(spark, corpus_warehouse):
     assert "mean_dnsmos_in_range" in last["message"]
 
 
-def test_changing_a_row_threshold_moves_rows_and_keeps_conservation(spark, corpus_warehouse):
-    wh = corpus_warehouse["warehouse"]
+@pytest.mark.slow
+def test_changing_a_row_threshold_moves_rows_and_keeps_conservation(spark, corpus_copy):
+    wh = corpus_copy["warehouse"]
     gold_before = {r["audio_id"]: r["dnsmos_ovrl"] for r in rows(spark, wh, UTTERANCES)}
     # (the rejected-share limit is lifted: without the corpus, the samples alone are nearly all below it)
-    strict = rerun(spark, corpus_warehouse, publish={"recipe": {"dnsmos_ovrl_min": 3.3},
+    strict = rerun(spark, corpus_copy, publish={"recipe": {"dnsmos_ovrl_min": 3.3},
                                                      "critical": {"max_rejected_share": 1.0}})
     assert strict.exit_code == 0
     gold_strict, quarantine = assert_conservation(spark, wh)
@@ -103,17 +106,20 @@ def test_changing_a_row_threshold_moves_rows_and_keeps_conservation(spark, corpu
     q_ids = {q["audio_id"]: q for qs in quarantine.values() for q in qs if q["stage"] == "publish"}
     assert all("dnsmos_floor" in q_ids[a]["failed_expectations"] for a in moved)
     # and back: the same rows return to gold and leave quarantine
-    back = rerun(spark, corpus_warehouse)
+    back = rerun(spark, corpus_copy)
     assert back.exit_code == 0
     gold_back, _ = assert_conservation(spark, wh)
     assert gold_back == set(gold_before)
 
 
 def readme_queries() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    return [q.strip() for q in re.findall(r"```sql\n(.*?)```", text, flags=re.S)]
+    """Every SQL example of the README and of docs/."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [q.strip() for page in pages for q in re.findall(r"```sql\n(.*?)```", page.read_text(encoding="utf-8"),
+                                                             flags=re.S)]
 
 
+@pytest.mark.slow
 def test_readme_example_queries_run_and_return_rows(spark, corpus_warehouse):
     wh = corpus_warehouse["warehouse"]
     wh.attach_existing()
@@ -153,6 +159,7 @@ def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
     assert relaxed["no_mos"] is None and relaxed["no_levels"] is None and relaxed["no_text"] == ["text_checked"]
 
 
+@pytest.mark.slow
 def test_gold_enforces_its_check_constraints(spark, corpus_warehouse):
     """gold's CHECK constraints are set when the table is created: a row that breaks one is refused."""
     wh = corpus_warehouse["warehouse"]

@@ -9,6 +9,7 @@ import pytest
 
 from jobs.warehouse.catalog import UTTERANCES
 
+pytestmark = pytest.mark.slow  # the shared corpus run and headless Chromium
 
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from audio_factory import tone, write_wav
-from conftest import REPO, quarantine_rows
+from conftest import REPO, copy_of, quarantine_rows
 
 from jobs.commandline.runner import execute
 from jobs.config import load_config
@@ -70,6 +70,7 @@ def silver_by_name(spark, wh):
     return {name: silver[b["audio_id"]] for name, b in by_name(table(spark, wh, BRONZE)).items()}
 
 
+@pytest.mark.slow
 def test_a_slow_file_times_out_and_the_others_finish(spark, misbehaving):
     rows = {name: misbehaving["silver_after_first"][r["audio_id"]]
             for name, r in by_name(table(spark, misbehaving["wh"], BRONZE)).items()}
@@ -81,6 +82,7 @@ def test_a_slow_file_times_out_and_the_others_finish(spark, misbehaving):
     assert misbehaving["runs"][0].exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_worker_killing_file_is_given_up_as_worker_crashed(spark, misbehaving):
     wh = misbehaving["wh"]
     rows = silver_by_name(spark, wh)
@@ -95,6 +97,7 @@ def test_a_worker_killing_file_is_given_up_as_worker_crashed(spark, misbehaving)
         {f"good_{i}.wav" for i in range(6)} | {"flaky_one.wav"}
 
 
+@pytest.mark.slow
 def test_transient_failures_are_retried_a_bounded_number_of_times(spark, misbehaving):
     wh = misbehaving["wh"]
     first, second, third = misbehaving["runs"]
@@ -107,6 +110,7 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(spark, misbeha
     assert wh.table_version(SILVER) == misbehaving["silver_version_after_second"]
 
 
+@pytest.mark.slow
 def test_every_file_is_in_one_place_after_the_misbehaving_run(spark, misbehaving):
     wh = misbehaving["wh"]
     gold = {r["audio_id"] for r in table(spark, wh, UTTERANCES)}
@@ -116,16 +120,17 @@ def test_every_file_is_in_one_place_after_the_misbehaving_run(spark, misbehaving
         assert (b["audio_id"] in gold) == (state[b["uri"]]["status"] == "curated")
 
 
-def test_maintain_compacts_and_gold_stays_readable_by_delta_rs(spark, misbehaving):
+@pytest.mark.slow
+def test_maintain_compacts_and_gold_stays_readable_by_delta_rs(spark, misbehaving, tmp_path):
     from deltalake import DeltaTable as RsTable
 
-    wh = misbehaving["wh"]
+    wh, config = copy_of(spark, misbehaving["wh"], misbehaving["config"], tmp_path / "wh")  # maintain changes it
 
     def files(spec):
         return spark.sql(f"DESCRIBE DETAIL delta.`{wh.path(spec)}`").first()["numFiles"]
 
     runs_before = files(RUNS)
-    outcome = execute(spark, misbehaving["config"], wh, "maintain")
+    outcome = execute(spark, config, wh, "maintain")
     assert outcome.exit_code == 0
     result = outcome.results["maintain"]
     # ops.runs gets one small file per run appended: compacted into one (+ the maintain run's own row)
@@ -143,6 +148,7 @@ def _versions(silver_path) -> int:
     return len(list(log.glob("*.json"))) if log.exists() else 0
 
 
+@pytest.mark.slow
 def test_a_killed_annotate_keeps_its_committed_chunks_and_the_rerun_does_the_rest(spark, tmp_path):
     """SIGKILL the whole `voxlake annotate` process group after its first chunk commit, then rerun."""
     from jobs.warehouse.store import Warehouse
@@ -190,6 +196,7 @@ def test_a_killed_annotate_keeps_its_committed_chunks_and_the_rerun_does_the_res
     assert len(state) == 24 and set(state.values()) <= {"curated", "quarantined"}
 
 
+@pytest.mark.slow
 def test_make_run_logs_no_single_partition_warning_and_fits_on_a_screen(tmp_path):
     """The README's `make run` (samples, default config) as a subprocess: no global-window warning, and a
     console a person can read (voxlake's lines, no library INFO chatter, no known-noise Spark warnings)."""

@@ -302,9 +302,9 @@ def _outcome_counts() -> list:
 def _probe_tasks(n_files: int, n_bytes: int, cfg: IngestSettings, cores: int) -> int:
     """How many tasks probe and hash `n_files` files of `n_bytes` bytes in all.
 
-    Each task costs a fixed ~0.25 s here (a Python worker round trip per task, measured with an
-    empty mapInPandas), and a small file costs ~0.2 ms to open, hash and probe: 10,000 small files in
-    20 tasks spent most of the stage on that fixed cost. So tasks are as large as the bounds allow
+    Each task has a fixed cost (a Python worker round trip) far above what a small file costs to open,
+    hash and probe: many small tasks spend most of the stage on that fixed cost (BENCHMARKS.md,
+    "Ingest"). So tasks are as large as the bounds allow
     (`files_per_task` files, `bytes_per_task` bytes: a retried task redoes little, skew stays small),
     and never fewer than one per core while there are files to share.
     """

@@ -100,9 +100,8 @@ def write_run(warehouse, record: RunRecord) -> None:
 def _one_row(spark, row: dict):
     """The ledger row as a DataFrame of literals.
 
-    `createDataFrame([row])` ships the row through a Python worker. In a no-op ingest rerun, which ran
-    no other Python task, that append's tasks ran 1.6-1.9 s on 0.15-0.3 s of CPU: they waited for a
-    worker to start. Literals stay in the JVM.
+    `createDataFrame([row])` ships the row through a Python worker: in a command that ran no other
+    Python task (a no-op rerun), the append then waits for a worker to start. Literals stay in the JVM.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType

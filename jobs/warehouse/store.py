@@ -41,7 +41,7 @@ class Warehouse:
 
         The stages address tables by path. Registering names (and the views) only outlives this command
         in a persistent catalog (a Hive metastore on a cluster); in Spark's default in-memory catalog it
-        cost ~2 s of every command and was gone when the command ended. `voxlake sql`, `report` and
+        cost every command time and was gone when the command ended. `voxlake sql`, `report` and
         `export` register what they read (attach_existing).
         """
         from jobs.warehouse.catalog import tables
@@ -52,9 +52,9 @@ class Warehouse:
         if register:
             for database in sorted({spec.database for spec in specs}):
                 self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-        # Each table is its own Delta log, so they are created (or checked) side by side: one at a time,
-        # the seven tables of a new warehouse took 5.2 s, side by side 2.7 s (event logs). Registering in a
-        # persistent catalog stays one table at a time: concurrent metastore calls are not tested here.
+        # Each table is its own Delta log, so they are created (or checked) side by side, which halves the
+        # time a new warehouse takes. Registering in a persistent catalog stays one table at a time:
+        # concurrent metastore calls are not tested here.
         workers = 1 if register else max(1, min(8, len(specs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxlake-attach") as pool:
             for done in [pool.submit(self._attach_one, spec, register, previous) for spec in specs]:
@@ -84,7 +84,7 @@ class Warehouse:
             builder = builder.partitionedBy(*spec.partition_by)
         # CHECK constraints are the table properties delta.constraints.<name>: set in the creating
         # commit they are enforced as after ALTER TABLE ADD CONSTRAINT, without a commit (and a
-        # check query, ~1.5 s) each
+        # check query) each
         for name, check in CONSTRAINTS.get(spec, {}).items():
             builder = builder.property(f"delta.constraints.{name}", check)
         builder.execute()
@@ -120,7 +120,7 @@ class Warehouse:
 
         exists = {t: self.spark.catalog.tableExists(t) for t in ("gold.utterances", "ops.file_state")}
         for name, sql in VIEWS.items():
-            # tableExists per table: listTables loads every table of the database (0.6-2 s a session)
+            # tableExists per table: listTables would load every table of the database
             if all(found for t, found in exists.items() if t in sql):
                 self.spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
@@ -201,8 +201,8 @@ class Warehouse:
         """The table's latest committed version, or None when it is not a Delta table.
 
         By the Delta protocol the latest version is the highest-numbered commit file in `_delta_log`
-        (zero-padded to 20 digits): one directory listing, where asking Delta (a snapshot update and the
-        history DataFrame) costs ~0.3 s a table; the ledger asks for every table at the end of each run.
+        (zero-padded to 20 digits): one directory listing, where asking Delta means a snapshot update and
+        a history DataFrame per table; the ledger and the stages' records ask for several tables per run.
         """
         fs, log_dir = self._fs(f"{self.path(spec)}/_delta_log")
         if not fs.exists(log_dir):
