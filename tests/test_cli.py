@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 VOXLAKE = [sys.executable, "-m", "jobs.cli"]
@@ -19,6 +20,7 @@ def run(*args, check=True, env=None):
     return proc
 
 
+@pytest.mark.slow
 def test_ingest_then_sql_in_another_process(tmp_path):
     wh = tmp_path / "wh"
     class_log = tmp_path / "classes.log"  # the driver JVM says where each class came from

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # voxlake runs in subprocesses, side by side
+
 FAST = {  # levels only, with a gate that accepts what levels alone can tell (the test is about the lease)
     "annotate": {"annotators": ["levels"]},
     "publish": {"recipe": {"optional_annotators": ["vad", "snr", "bandwidth", "quality", "asr", "text", "events"]},

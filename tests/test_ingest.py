@@ -237,6 +237,7 @@ def test_the_ledger_row_reads_back_as_it_was_recorded(spark, tmp_path, make_conf
     assert got["errors_by_code"] == {} and got["validation_success"] is None and got["message"] is None
 
 
+@pytest.mark.slow
 def test_an_unchanged_listing_skips_the_plan_and_every_change_is_seen(spark, tmp_path, make_config, warehouse_for):
     """A rerun whose listing is the one bronze was brought in line with stops before the plan
     (the stage's inputs are as recorded); a changed, new or deleted file, an edited manifest, another commit
