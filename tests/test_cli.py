@@ -100,7 +100,7 @@ def test_progress_line_is_drawn_on_a_terminal_and_cleared(spark):
             return True
 
     screen = Terminal()
-    with StageProgress(spark, "annotate chunk 1/1", stream=screen):
+    with StageProgress(spark, "annotate chunk 1/1", log_every_s=60, stream=screen):
         spark.sparkContext.parallelize(range(4), 4).map(lambda x: time.sleep(1.5) or x).collect()
     drawn = screen.getvalue().split("\r")
     assert any(line.startswith("annotate chunk 1/1: tasks ") and "/4 done" in line for line in drawn), drawn

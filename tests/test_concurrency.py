@@ -14,8 +14,6 @@ import pytest
 import yaml
 from conftest import REPO
 
-pytestmark = pytest.mark.slow  # voxlake runs in subprocesses, side by side
-
 FAST = {  # levels only, with a gate that accepts what levels alone can tell (the test is about the lease)
     "annotate": {"annotators": ["levels"]},
     "publish": {"recipe": {"optional_annotators": ["vad", "snr", "bandwidth", "quality", "asr", "text", "events"]},
@@ -46,6 +44,7 @@ def holds_lease(wh) -> bool:
     return False
 
 
+@pytest.mark.slow  # voxlake runs in subprocesses, side by side
 def test_concurrent_runs_take_turns_and_a_busy_warehouse_is_one_line(spark, tmp_path):
     waiting = tmp_path / "wait.yaml"
     waiting.write_text(yaml.safe_dump({**FAST, "run": {"lease_wait_s": 600}}))
@@ -88,6 +87,7 @@ def test_a_claim_caught_mid_rewrite_still_holds_the_warehouse(spark, tmp_path):
     Skipping such a file let both of two simultaneous runs go ahead (both then created the tables of a new
     warehouse and one failed): an unreadable live claim must count as held, a vanished one as ended.
     """
+    from jobs.config import load_config
     from jobs.warehouse.lease import Heartbeat, WarehouseBusy
     from jobs.warehouse.ledger import RunRecord
     from jobs.warehouse.store import Warehouse
@@ -96,12 +96,14 @@ def test_a_claim_caught_mid_rewrite_still_holds_the_warehouse(spark, tmp_path):
     runs = tmp_path / "wh" / "_staging" / "_runs"
     runs.mkdir(parents=True)
     (runs / "run-other.json").write_text("")  # the other run's claim, mid-rewrite
+    run = load_config(overrides={"warehouse": wh.root}).run  # the shipped lease settings (no waiting)
+    lease = {"heartbeat_s": run.heartbeat_s, "dead_after_s": run.dead_after_s, "lease_wait_s": run.lease_wait_s}
     with pytest.raises(WarehouseBusy, match="run run-other"):
-        with Heartbeat(wh, RunRecord(job="ingest", config_hash="x"), lease_wait_s=0):
+        with Heartbeat(wh, RunRecord(job="ingest", config_hash="x"), **lease):
             pass
     assert [p.name for p in runs.iterdir() if p.suffix == ".json"] == ["run-other.json"], \
         "the busy run removed its own claim"
 
     (runs / "run-other.json").unlink()  # that run ended: nothing holds the warehouse
-    with Heartbeat(wh, RunRecord(job="ingest", config_hash="x"), lease_wait_s=0) as beat:
+    with Heartbeat(wh, RunRecord(job="ingest", config_hash="x"), **lease) as beat:
         assert json.loads((runs / f"{beat.record.run_id}.json").read_text())["holding"]

@@ -21,7 +21,7 @@ def _duration(seconds: float) -> str:
 
 
 class StageProgress:
-    def __init__(self, spark, label: str, log_every_s: float = 60.0, stream=None):
+    def __init__(self, spark, label: str, log_every_s: float, stream=None):
         self.spark, self.label, self.log_every_s = spark, label, log_every_s
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())

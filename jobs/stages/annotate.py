@@ -94,7 +94,7 @@ def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, st
     return spec, ordered
 
 
-def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], max_attempts: int = 2):
+def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], max_attempts: int):
     """One row per live audio_id that needs work: uri to read, manifest fields, `need` (annotators to
     run), `inputs` (JSON: annotator -> hash of the metadata it reads) and `current` (JSON results)."""
     from pyspark.sql import functions as F

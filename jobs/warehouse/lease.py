@@ -47,8 +47,8 @@ class WarehouseBusy(RuntimeError):
 class Heartbeat:
     """A run's heartbeat file and, with it, the warehouse lease (see the module docstring)."""
 
-    def __init__(self, warehouse: Warehouse, record: RunRecord, heartbeat_s: float = 30.0,
-                 dead_after_s: float = 300.0, lease_wait_s: float = 0.0):
+    def __init__(self, warehouse: Warehouse, record: RunRecord, heartbeat_s: float, dead_after_s: float,
+                 lease_wait_s: float):
         self.warehouse, self.record, self.heartbeat_s = warehouse, record, heartbeat_s
         self.dead_after_s, self.lease_wait_s = dead_after_s, lease_wait_s
         self.folder = f"{warehouse.root}/_staging/_runs"
