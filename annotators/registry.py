@@ -6,7 +6,8 @@ import importlib
 
 from annotators.base import Annotator
 
-ANNOTATORS: dict[str, str] = {
+# the annotators voxlake ships, by name
+BUILT_IN: dict[str, str] = {
     "levels": "annotators.levels:Levels",
     "vad": "annotators.vad:Vad",
     "snr": "annotators.snr:Snr",
@@ -20,6 +21,8 @@ ANNOTATORS: dict[str, str] = {
     "events": "annotators.events:Events",
     "distillmos": "annotators.distillmos:DistillMos",
 }
+# what this process knows: the built-in ones and the plugins registered (annotate.plugins)
+ANNOTATORS: dict[str, str] = dict(BUILT_IN)
 
 
 def register(name: str, target: str) -> None:

@@ -26,6 +26,18 @@ def pytest_collection_modifyitems(config, items):
         items.reverse()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _annotator_registry():
+    """A module's plugins (annotate.plugins, registered by the runs it makes) leave the process's annotator
+    registry as they found it: the registry decides silver's columns for every warehouse attached later."""
+    from annotators.registry import ANNOTATORS
+
+    before = dict(ANNOTATORS)
+    yield
+    ANNOTATORS.clear()
+    ANNOTATORS.update(before)
+
+
 def copy_of(spark, wh, config, dest):
     """(warehouse, config) of a copy of `wh`'s folder at `dest`: for a test that changes a warehouse other
     tests read (a rerun appends to ops.runs, maintain compacts). Delta logs hold relative paths, so the

@@ -19,14 +19,14 @@ def _table(text: str, header: str) -> list[list[str]]:
 
 
 def test_the_readme_lists_every_annotators_params_and_defaults():
-    from annotators.registry import ANNOTATORS, load_class
+    from annotators.registry import BUILT_IN, load_class
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     listed = {}
     for name, params in _table(readme, "| annotator | params (defaults) |"):
         pairs = re.findall(r"`([a-z_0-9]+): ([^`]*)`", params)
         listed[name.strip("`")] = {key: yaml.safe_load(value) for key, value in pairs}
-    assert set(listed) == set(ANNOTATORS)
+    assert set(listed) == set(BUILT_IN)
     for name, params in listed.items():
         assert params == load_class(name).default_params, name
 
