@@ -124,7 +124,10 @@ class Gate:
 
         # GX draws a progress bar per metric batch: thousands of lines in a job log
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        self.source = self.context.data_sources.add_or_update_spark("voxlake")
+        # persist=False: GX would cache each validated DataFrame in the session, and a cached plan over a
+        # staging table that publish removes afterwards breaks the next query that Spark matches against
+        # the cache (DELTA_SCHEMA_CHANGE_SINCE_ANALYSIS); the batches are staged Delta reads already
+        self.source = self.context.data_sources.add_or_update_spark("voxlake", persist=False)
 
     def _checkpoint(self, suite_spec: dict, result_format: dict):
         import great_expectations as gx

@@ -31,6 +31,8 @@ class ErrorCode(str, Enum):
     DEPENDENCY_FAILED = "DEPENDENCY_FAILED"  # an upstream annotator this one needs did not succeed
     # Publishing
     EXPECTATION_FAILED = "EXPECTATION_FAILED"  # a row-level quality expectation failed
+    PUBLISH_BLOCKED = "PUBLISH_BLOCKED"  # pending: judged in a batch the critical suite blocked
+    CONTENT_CHANGED = "CONTENT_CHANGED"  # the bytes read at annotate no longer hash to the file's audio_id
 
     def __str__(self) -> str:  # so f-strings and logs show the bare code
         return self.value

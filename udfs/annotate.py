@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from annotators.base import FAILED
-from annotators.decode import DecodeLimits
+from annotators.decode import DecodeError, DecodeLimits
 from annotators.pipeline import Decoded, FileInput, FileOutput, Pipeline, attempt_number
 from annotators.registry import register
 from schemas.errors import ErrorCode
 from udfs.cache import get_pipeline
 from udfs.device import task_placement
 from udfs.files import open_local_copy
+from udfs.headers import sha256_stream
 from udfs.markers import Markers
 from udfs.storage import StorageSettings
 
@@ -116,16 +117,31 @@ class Watchdog:
             self._timer.cancel()
 
 
-def _opener(uri: str, content, storage: StorageSettings | None):
+def _opener(uri: str, content, storage: StorageSettings | None, audio_id: str):
     if content is not None and not (isinstance(content, float) and math.isnan(content)):
         data = bytes(content)
-        return lambda: _bytes_ctx(data)
-    return lambda: open_local_copy(uri, storage)
+        return lambda: _checked(_bytes_ctx(data), uri, audio_id)
+    return lambda: _checked(open_local_copy(uri, storage), uri, audio_id)
 
 
 @contextmanager
 def _bytes_ctx(data: bytes):
     yield io.BytesIO(data)
+
+
+@contextmanager
+def _checked(opened, uri: str, audio_id: str):
+    """The file, once its bytes are checked to still be those ingest hashed into `audio_id` (one
+    sequential read; an object was streamed into a local file already). Bytes replaced since ingest are
+    not annotated under the old id: CONTENT_CHANGED, and the next ingest sees the file as changed."""
+    with opened as f:
+        digest = sha256_stream(f)
+        if digest != audio_id:
+            raise DecodeError(ErrorCode.CONTENT_CHANGED,
+                              f"{uri} no longer holds the bytes ingested as this audio (sha256 {digest[:12]}... "
+                              "now): the next ingest picks up the new bytes")
+        f.seek(0)
+        yield f
 
 
 def _inputs(batch: pd.DataFrame, storage: StorageSettings | None) -> list[tuple[FileInput, float]]:
@@ -135,7 +151,7 @@ def _inputs(batch: pd.DataFrame, storage: StorageSettings | None) -> list[tuple[
         duration = rec.get("duration_s")
         out.append((FileInput(
             audio_id=rec["audio_id"],
-            open=_opener(rec["uri"], rec.get("content"), storage),
+            open=_opener(rec["uri"], rec.get("content"), storage, rec["audio_id"]),
             meta={"reference_text": rec.get("reference_text"), "language_hint": rec.get("language_hint"),
                   "uri": rec["uri"]},
             only=set(rec["need"]),
@@ -174,17 +190,25 @@ def failed_output(pipeline: Pipeline, inp: FileInput, code: ErrorCode, message: 
     return FileOutput(inp.audio_id, {"status": FAILED, "error_code": str(code), "error_message": message}, results)
 
 
-def _run_files(pipeline: Pipeline, inputs: list[FileInput], timeout_s: float,
-               decoded: Decoded | None = None) -> list[FileOutput]:
-    """Run the batch under timeout_s per file; on a timeout, run its files one by one under their own."""
+def _run_files(pipeline: Pipeline, inputs: list[FileInput], timeout_s: float, decoded: Decoded | None = None,
+               hard_limit=None) -> list[FileOutput]:
+    """Run the batch under timeout_s per file; on a timeout, run its files one by one under their own.
+    `hard_limit(files)`: a context that arms the watchdog for those files (a fresh budget for the batch
+    and for each file re-run alone)."""
+    armed = hard_limit or (lambda files: _nothing())
     try:
-        with time_limit(timeout_s * len(inputs)):
+        with armed(inputs), time_limit(timeout_s * len(inputs)):
             return pipeline.run(inputs, decoded)
     except FileTimeout:
         if len(inputs) > 1:
-            return [out for inp in inputs for out in _run_files(pipeline, [inp], timeout_s)]
+            return [out for inp in inputs for out in _run_files(pipeline, [inp], timeout_s, None, hard_limit)]
     msg = f"over the per-file limit of {timeout_s:g} s (annotate.file_timeout_s)"
     return [failed_output(pipeline, inputs[0], ErrorCode.TIMEOUT, msg)]
+
+
+@contextmanager
+def _nothing():
+    yield
 
 
 @dataclass
@@ -201,7 +225,8 @@ def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pi
                markers: Markers) -> Iterator[Unit]:
     """The task's files as units, batch after batch (lazily: a batch is read when the one before is
     planned). A file found "in progress" from a worker that died goes alone; one that took its worker down
-    `max_worker_deaths` times is given up (TIMEOUT or WORKER_CRASHED)."""
+    `max_worker_deaths` times while alone is given up (TIMEOUT or WORKER_CRASHED), and its marker stays so
+    that a later attempt gives it up at once."""
     for batch in batches:
         if batch.empty:
             continue
@@ -210,12 +235,13 @@ def plan_units(batches: Iterator[pd.DataFrame], spec: AnnotateSpec, pipeline: Pi
             marker = markers.read(inp.audio_id)
             if marker is None:
                 fresh.append((inp, seconds))
-            elif marker["starts"] >= spec.max_worker_deaths:  # it took its worker down every time
+            elif marker.get("alone", 0) >= spec.max_worker_deaths:  # it took its worker down alone, every time
                 code = ErrorCode.TIMEOUT if marker.get("reason") == "timeout" else ErrorCode.WORKER_CRASHED
-                msg = (f"the worker died {marker['starts']} times with this file in progress "
+                msg = (f"the worker died {marker['alone']} times with this file alone in progress "
                        f"({'killed over the time limit' if code == ErrorCode.TIMEOUT else 'crashed or killed'})")
-                log.error("giving up on %s: %s", inp.audio_id, msg)
-                markers.done(inp.audio_id)
+                if not marker.get("given_up"):
+                    log.warning("giving up on %s: %s", inp.audio_id, msg)
+                    markers.write(inp.audio_id, {**marker, "given_up": True})
                 yield Unit(ready=[failed_output(pipeline, inp, code, msg)])
             else:  # in progress when a worker died: alone this time
                 yield Unit(group=[inp], suspect=True)
@@ -238,11 +264,12 @@ def make_annotate_fn(spec: AnnotateSpec):
 
         inline = []  # set once a prefetch hung: the rest of the task decodes in the main thread
 
-        def start(group: list[FileInput], ahead: bool = True) -> Future | None:
-            """Mark the group in progress, then read and decode it in the prefetch thread. Marked first:
-            a decoder that kills the worker during prefetch is then found like any other poison file."""
+        def start(group: list[FileInput], ahead: bool = True, alone: bool = False) -> Future | None:
+            """Mark the group in progress (`alone`: nothing else is), then read and decode it in the
+            prefetch thread. Marked first: a decoder that kills the worker during prefetch is then found
+            like any other poison file."""
             for inp in group:
-                markers.start(inp.audio_id)
+                markers.start(inp.audio_id, alone=alone)
             return prefetch.submit(pipeline.decode_many, group) if ahead and not inline else None
 
         def collect(group: list[FileInput], decoding: Future | None) -> Decoded | None:
@@ -259,17 +286,22 @@ def make_annotate_fn(spec: AnnotateSpec):
                 inline.append(True)
                 return None
 
-        def run_group(group: list[FileInput], decoding: Future | None) -> list[FileOutput]:
+        def hard_limit(files: list[FileInput]):
+            """The watchdog for `files` running now: their time limit plus the grace, armed afresh for the
+            batch and for each file re-run alone after a batch timeout. When it fires, those files are
+            marked as killed over the limit."""
             def mark_timeout():
-                for inp in group:
-                    marker = markers.read(inp.audio_id) or {"starts": 1}
+                for inp in files:
+                    marker = markers.read(inp.audio_id) or {"starts": 1, "alone": int(len(files) == 1)}
                     markers.write(inp.audio_id, {**marker, "reason": "timeout"})
 
-            hard = spec.file_timeout_s * len(group) + spec.hard_limit_grace_s if spec.file_timeout_s else 0
+            seconds = spec.file_timeout_s * len(files) + spec.hard_limit_grace_s if spec.file_timeout_s else 0
+            return watchdog.armed(seconds, mark_timeout)
+
+        def run_group(group: list[FileInput], decoding: Future | None) -> list[FileOutput]:
             try:
                 decoded = collect(group, decoding)
-                with watchdog.armed(hard, mark_timeout):
-                    return _run_files(pipeline, group, spec.file_timeout_s, decoded)
+                return _run_files(pipeline, group, spec.file_timeout_s, decoded, hard_limit)
             finally:  # the worker is alive: an exception here (strict mode) is not a poison file
                 for inp in group:
                     markers.done(inp.audio_id)
@@ -298,7 +330,7 @@ def make_annotate_fn(spec: AnnotateSpec):
         # overlaps another: were it to kill the worker again, no innocent file may be marked with it.
         def run_now(group: list[FileInput]) -> pd.DataFrame:  # decoded inline, under SIGALRM
             before = dict(pipeline.seconds)
-            return frame(run_group(group, start(group, ahead=False)), before)
+            return frame(run_group(group, start(group, ahead=False, alone=True)), before)
 
         try:
             current: list[FileInput] | None = None

@@ -1,11 +1,14 @@
 """Per-file "in progress" markers, so that a file which kills its worker costs one file, not a job.
 
-Before a file is processed a marker is written (how many times it was started); when its batch is done
-the marker goes. A worker that dies (a segfault in a native library, the kernel's OOM killer, the hard
-time limit below) leaves its files' markers behind, Spark retries the task, and the retried task
-processes marked files one at a time: a file found marked `annotate.max_worker_deaths` times is not
-started again but
-recorded as WORKER_CRASHED (or TIMEOUT, when the time limit killed it).
+Before a file is processed a marker is written (how many times it was started, and how many of those
+alone); when its batch is done the marker goes. A worker that dies (a segfault in a native library, the
+kernel's OOM killer, the hard time limit, an executor lost to preemption) leaves its files' markers
+behind, Spark retries the task, and the retried task processes marked files one at a time. Only a death
+with the file alone in progress counts against it: a file that died alone `annotate.max_worker_deaths`
+times is not started again but recorded as WORKER_CRASHED (or TIMEOUT, when the time limit killed it),
+so the innocent files of a batch that died are never branded. A given-up file keeps its marker until the
+run ends, so every later attempt (of the task, or of the whole job: jobs.stages.annotate) gives it up
+at once instead of starting it again.
 
 Markers live in the run's staging folder under the warehouse, which every executor can reach: a local
 warehouse is a folder, an object-store warehouse gets one small object per file in progress (written
@@ -48,10 +51,12 @@ class Markers:
         except (FileNotFoundError, ValueError):
             return None
 
-    def start(self, audio_id: str) -> dict:
-        """Record one more start of this file; returns the marker (starts, reason)."""
-        marker = self.read(audio_id) or {"starts": 0, "reason": "crashed"}
+    def start(self, audio_id: str, alone: bool) -> dict:
+        """Record one more start of this file (`alone`: with no other file in progress); returns the
+        marker (starts, alone, reason)."""
+        marker = self.read(audio_id) or {"starts": 0, "alone": 0, "reason": "crashed"}
         marker["starts"] += 1
+        marker["alone"] = marker.get("alone", 0) + int(alone)
         self.write(audio_id, marker)
         return marker
 

@@ -50,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("annotate", help="annotate bronze audio into silver.annotations"), sources=True)
     _common(sub.add_parser("link", help="speaker clusters and duplicate groups across silver (Spark LSH)"),
             sources=False)
-    _common(sub.add_parser("publish", help="validate silver with the GX suites; publish gold, quarantine the rest"),
-            sources=True)
+    publish = sub.add_parser("publish", help="validate silver with the GX suites; publish gold, quarantine the rest")
+    _common(publish, sources=True)
+    publish.add_argument("--accept", metavar="RUN_ID",
+                         help="publish the batch a blocked run left pending, after review (publish.accept_run)")
     _common(sub.add_parser("maintain", help="table upkeep: compaction, deletion vectors on silver, vacuum"),
             sources=False)
     export = sub.add_parser("export", help="gold at a pinned version → nemo / lhotse / hf / webdataset files")
@@ -96,11 +98,15 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(ours)
     for noisy in ("py4j", "urllib3", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from jobs.spark.internals import quiet_query_context_loggers
+
+    quiet_query_context_loggers(not verbose)
 
 
 # flags that set a config key: (section, key) by argparse destination
 FLAG_KEYS = {"max_files": ("run", "max_files"), "max_hours": ("run", "max_hours"),
-             "shard_rows": ("export", "shard_rows"), "shard_mb": ("export", "shard_mb")}
+             "shard_rows": ("export", "shard_rows"), "shard_mb": ("export", "shard_mb"),
+             "accept": ("publish", "accept_run")}
 
 
 def flag_overrides(args) -> dict:
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voxlake: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # the run is recorded as failed in ops.runs before we get here
-        log.exception("the %s job failed", args.command)
+        log.debug("the %s job failed", args.command, exc_info=True)  # the trace: -v
         print(f"voxlake: {args.command} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}",
               file=sys.stderr)
         return EXIT_FAILED

@@ -22,8 +22,9 @@ from jobs.stages.ingest import IngestStage
 from jobs.stages.link import LinkStage
 from jobs.stages.publish import PublishStage
 from jobs.stages.stage import StageContext, run_stage
+from jobs.warehouse import reconcile
 from jobs.warehouse.catalog import RUNS, TABLES
-from jobs.warehouse.lease import Heartbeat, WarehouseBusy, reap_dead_runs
+from jobs.warehouse.lease import Heartbeat, LeaseLost, WarehouseBusy, reap_dead_runs
 from jobs.warehouse.ledger import RunRecord, write_run
 from jobs.warehouse.store import Warehouse, normalize_root
 from udfs.files import local_path
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 NOTHING_TO_INGEST = "nothing to ingest: pass --source PATH and/or --manifest FILE"
 PIPELINE = ("ingest", "annotate", "link", "publish")  # the stages of `voxlake run`, in order
 WRITERS = ("run", *PIPELINE, "maintain")  # the commands that take the warehouse lease
+CREATORS = ("run", "ingest")  # the commands that may start a new warehouse (the others need one)
 
 
 def dispatch(args, config: Config) -> int:
@@ -49,6 +51,10 @@ def dispatch(args, config: Config) -> int:
         print(f"voxlake: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     warehouse = Warehouse(spark, config.warehouse)
+    if args.command not in CREATORS and warehouse.table_version(RUNS) is None:
+        print(f"voxlake: error: {warehouse.root} holds no voxlake warehouse (no ops.runs table): check --warehouse, "
+              f"or create one with `voxlake run --source PATH --warehouse {warehouse.root}`", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "sql":
         try:
             run_sql(spark, warehouse, args.query, args.format, args.limit)
@@ -109,6 +115,9 @@ def run_stages(spark, config: Config, warehouse: Warehouse, job: str) -> int:
     except WarehouseBusy as exc:
         print(f"voxlake: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except LeaseLost as exc:
+        print(f"voxlake: {job}: {exc}; the next run repairs what this one left", file=sys.stderr)
+        return EXIT_FAILED
     if job == "run" and config.report.after_run:
         outcome.results["report"] = write_report(spark, config, warehouse, config.report.path)
     elif job in ("run", "publish"):
@@ -130,6 +139,17 @@ def execute(spark, config: Config, warehouse: Warehouse, job: str) -> Outcome:
         return _execute_stages(spark, config, warehouse, job, record)
 
 
+def _reconcile(spark, warehouse: Warehouse, record: RunRecord, results: dict) -> None:
+    """Bring every file's outcome in line with the tables (jobs.warehouse.reconcile)."""
+    with record.stage("reconcile"):
+        done = reconcile.reconcile(spark, warehouse, record.run_id)
+    previous = results.get("reconcile")
+    if previous is not None:
+        done.gold_removed += previous.gold_removed
+        done.changed += previous.changed
+    results["reconcile"] = done
+
+
 STAGES = {"ingest": IngestStage, "annotate": AnnotateStage, "link": LinkStage, "publish": PublishStage}
 
 
@@ -147,6 +167,7 @@ def _execute_stages(spark, config: Config, warehouse: Warehouse, job: str, recor
         if job == "ingest" and not (config.sources or config.manifests):
             raise ConfigError(NOTHING_TO_INGEST)
         exit_code = EXIT_OK
+        _reconcile(spark, warehouse, record, results)  # whatever a crashed run left half done
         for name in stages_of(job, config):
             with record.stage(name):
                 results[name] = run_stage(STAGES[name](ctx))
@@ -155,10 +176,15 @@ def _execute_stages(spark, config: Config, warehouse: Warehouse, job: str, recor
         if job == "maintain" or (job == "run" and config.maintain.after_run):
             with record.stage("maintain"):
                 results["maintain"] = run_maintain(spark, config, warehouse, record)
+        _reconcile(spark, warehouse, record, results)
+        with record.stage("invariant"):
+            results["invariant"] = reconcile.check(spark, warehouse)
+        if not results["invariant"].holds:
+            log.error("file outcomes: %s", results["invariant"].line())
         record.status = "blocked" if exit_code == EXIT_BLOCKED else "succeeded"
         record.delta_versions = {spec.qualified: warehouse.table_version(spec) for spec in TABLES if spec != RUNS}
-    except ConfigError:
-        raise
+    except (ConfigError, LeaseLost):
+        raise  # a usage error records nothing; a run that lost its lease was recorded by its reaper
     except Exception as exc:
         record.status = "failed"
         record.message = f"{type(exc).__name__}: {exc}"[:2000]

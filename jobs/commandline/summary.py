@@ -46,12 +46,17 @@ def print_summary(results: dict, record: RunRecord) -> None:
         else:
             lines.append(f"  judged            {publish.candidates} files: {publish.published} curated, "
                          f"{publish.quarantined} quarantined")
-            if publish.removed:
-                lines.append(f"  removed from gold {publish.removed} (audio no listed file holds any more)")
         if publish.rejected_by:
             lines.append("    rejected by: " + ", ".join(f"{k}: {v}" for k, v in sorted(publish.rejected_by.items())))
         if publish.docs_path:
             lines.append(f"  data docs         {publish.docs_path}")
+    reconciled = results.get("reconcile")
+    if reconciled and reconciled.gold_removed:
+        lines.append(f"  removed from gold {reconciled.gold_removed} (audio no listed file holds any more, "
+                     "or that no longer decodes)")
+    invariant = results.get("invariant")
+    if invariant:
+        lines.append(f"  file outcomes     {invariant.line()}")
     if results.get("report"):
         lines.append(f"  dataset report    {results['report']}")
     maintain = results.get("maintain")

@@ -42,6 +42,7 @@ class ReportData:
     recipe: dict
     recipe_hash: str | None
     examples: list[dict] = field(default_factory=list)  # per language: the best and worst file, to listen to
+    blocked: dict | None = None  # the latest publishing run, when the critical suite blocked it: run_id, message
 
 
 
@@ -98,6 +99,10 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
     if len(annotator_failures):
         annotator_failures["failure_rate"] = annotator_failures["failed"] / annotator_failures["ran"].clip(lower=1)
     examples = _examples(spark, gold)
+    latest = (runs.where(F.col("job").isin("run", "publish")).orderBy(F.desc("started_at"))
+              .select("run_id", "status", "message").first())
+    blocked = {"run_id": latest["run_id"], "message": latest["message"]} \
+        if latest is not None and latest["status"] == "blocked" else None
     return ReportData(
         warehouse=warehouse.root, gold_version=warehouse.table_version(UTTERANCES),
         created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -107,7 +112,7 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
         by_language_band=by_lang_band, histograms=histograms, bandwidth=bandwidth, quarantine=quarantine,
         quarantine_trend=trend, annotator_failures=annotator_failures, throughput=throughput,
         recipe=dataclasses.asdict(config.publish.recipe), recipe_hash=totals_row["recipe_hash"],
-        examples=examples)
+        examples=examples, blocked=blocked)
 
 
 MIME = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg", "oga": "audio/ogg",

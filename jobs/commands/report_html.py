@@ -21,6 +21,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { margin-bottom: .2rem; } .sub { color: #5a6478; margin-top: 0; }
 .cards { display: flex; gap: 1rem; flex-wrap: wrap; margin: 1.5rem 0; }
 .card { background: #f3f5f9; border-radius: 8px; padding: .8rem 1.2rem; min-width: 130px; }
+.blocked { background: #fdecea; border-left: 4px solid #c62828; padding: .8rem 1.2rem; }
 .card b { display: block; font-size: 1.6rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1.2rem; }
 figure { margin: 0; background: #fff; border: 1px solid #e3e7ef; border-radius: 8px; padding: .5rem; }
@@ -124,6 +125,16 @@ def _listen(examples: list[dict]) -> str:
     return f"<table><thead><tr><th>language</th><th>best</th><th>worst</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
+def _blocked(blocked: dict | None) -> str:
+    """The notice a blocked publish leaves at the top of the page: what failed and how to go on."""
+    if not blocked:
+        return ""
+    run_id = html.escape(blocked["run_id"])
+    return (f"<p class='blocked'><b>Publishing is blocked</b> by run {run_id}: {html.escape(blocked['message'] or '')}. "
+            f"Its files are pending; fix the cause, or review them and run "
+            f"<code>voxlake publish --accept {run_id}</code>.</p>")
+
+
 def render(data: ReportData) -> str:
     t = data.totals
     figures = []
@@ -225,7 +236,7 @@ def render(data: ReportData) -> str:
 <body data-plots="0" data-plots-rendered="0" data-js-errors="0">
 <h1>voxlake dataset report</h1>
 <p class="sub">{html.escape(data.warehouse)} · gold.utterances version {data.gold_version} · {html.escape(data.created_at)}</p>
-<div class="cards">{cards}</div>
+<div class="cards">{cards}</div>{_blocked(data.blocked)}
 <div class="grid">{''.join(figures)}</div>
 <h2>Listen: the best and the worst curated file of each language (by DNSMOS)</h2>{_listen(data.examples)}
 <h2>Quarantine reasons</h2>{_table(data.quarantine)}

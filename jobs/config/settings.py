@@ -131,6 +131,7 @@ class Recipe:
 class Critical:
     """The table-level suite's bounds (expectations/table.yaml's ${critical.X}); null: unbounded."""
 
+    min_batch_files: int  # a smaller batch is judged together with the archive's earlier decisions
     max_rejected_share: float | None
     min_non_null_share: float | None
     mean_dnsmos_min: float | None
@@ -151,6 +152,7 @@ class PublishSettings:
     commit_every_s: float
     critical: Critical
     quality_bands: QualityBands
+    accept_run: str | None  # `voxlake publish --accept RUN_ID`: that blocked run's batch, reviewed
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,17 @@ def jvm_heap_used_bytes(spark, collect_garbage: bool = False) -> int:
     if collect_garbage:
         jvm(spark).java.lang.System.gc()
     return int(runtime.totalMemory() - runtime.freeMemory())
+
+
+# the loggers pyspark.errors' captured exceptions write to when they are raised (PySparkLogger, JSON lines
+# on stderr holding the whole Java stack); named in pyspark/errors/exceptions/base.py
+QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+
+def quiet_query_context_loggers(quiet: bool) -> None:
+    """Keep pyspark's per-exception JSON log lines off the console (`quiet`): voxlake reports the error
+    in one line of its own; with -v they stay, as the debug trace."""
+    from pyspark.logger import PySparkLogger
+
+    for name in QUERY_CONTEXT_LOGGERS:
+        PySparkLogger.getLogger(name).disabled = quiet

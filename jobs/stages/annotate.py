@@ -6,8 +6,9 @@ Select: the audio that lacks a current result for a configured annotator (a miss
 version or params, a transient failure, or changed metadata the annotator reads, such as an edited
 reference transcript for `text`); identical audio is annotated once. Process: decode once and run the
 annotators in the executors, work spread evenly by duration across tasks. Commit: MERGE into silver
-updating only the columns computed, then quarantine (stage annotate) every URI whose audio cannot be
-decoded; a transient decode failure is retried on the next run and its file leaves quarantine then.
+updating only the columns computed. Every URI whose audio cannot be decoded is quarantined (stage
+annotate) by the run's reconcile step; a transient decode failure is retried on the next run and its
+file leaves quarantine then.
 """
 from __future__ import annotations
 
@@ -21,13 +22,12 @@ from jobs.config import Config, ConfigError
 from jobs.io.sources import is_table, list_table
 from jobs.io.storage import storage_settings
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
-from jobs.warehouse import outcomes
 from jobs.warehouse.catalog import SILVER, annotator_type
 from jobs.warehouse.ledger import RunRecord
-from jobs.warehouse.live import audio_view, live_files, meta_hash
+from jobs.warehouse.live import audio_view, meta_hash
 from jobs.warehouse.store import Warehouse
 from schemas.silver import ANNOTATED_BY, DECODE
-from schemas.tables import BRONZE, FILE_STATE
+from schemas.tables import BRONZE
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ def _partition_keys(spark, n: int) -> list[int]:
 class AnnotateStage(Stage):
     """Select: the live audio lacking a current result for a configured annotator (one query, staged).
     Process: decode once and run the annotators in the executors. Commit, in chunks of about
-    `annotate.commit_every_s` audio seconds: one silver MERGE each, then the decode outcomes. A killed run
+    `annotate.commit_every_s` audio seconds: one silver MERGE each. A killed run
     loses at most the chunk in flight, and the next run selects only what is left; `--max-files` /
-    `--max-hours` stop after the chunk that reaches them. The inputs: bronze, silver, file_state and the
+    `--max-hours` stop after the chunk that reaches them. The inputs: bronze, silver and the
     annotators' versions and params (a run that finds nothing to do records them)."""
 
     name = "annotate"
@@ -206,12 +206,12 @@ class AnnotateStage(Stage):
 
     def inputs(self) -> Inputs:
         cfg = self.config.annotate
-        return Inputs(tables=(BRONZE, SILVER, FILE_STATE), facts={
+        return Inputs(tables=(BRONZE, SILVER), facts={
             "annotators": [(a.name, a.version, a.params_hash, list(a.meta_inputs)) for a in self.ordered],
             "retry_codes": list(cfg.retry_codes), "max_attempts": cfg.max_attempts})
 
     def unchanged(self, recorded: dict) -> AnnotateResult:
-        log.info("annotate: bronze, silver and file outcomes unchanged since a run found nothing to do for %s",
+        log.info("annotate: bronze and silver unchanged since a run found nothing to do for %s",
                  list(self.spec.names))
         return self.result
 
@@ -226,7 +226,6 @@ class AnnotateStage(Stage):
         n, total_s = int(stats["n"]), float(stats["s"] or 0.0)
         if n == 0:  # a nightly run with nothing new: no staging table (two jobs and a commit saved)
             log.info("annotate: nothing to do for %s", list(self.spec.names))
-            _record_decode_failures(spark, self.warehouse, self.record.run_id)  # e.g. a new URI of undecodable audio
             self.settled = True
             return None
         work = _attach_table_bytes(spark, self.config, work, sorted(stats["tables"]))
@@ -283,7 +282,7 @@ def run_annotate(spark, config: Config, warehouse: Warehouse, record: RunRecord)
 
 def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, staging: str, run_id: str,
                     known: tuple[int, float] | None = None):
-    """Annotate one chunk in the executors and commit it: one silver MERGE, then the decode outcomes.
+    """Annotate one chunk in the executors and commit it: one silver MERGE.
     `known`: the chunk's (files, audio seconds) when already counted (a run of one chunk).
     Returns (files, audio seconds, metrics, silver version) or None for an empty chunk."""
     from delta.tables import DeltaTable
@@ -308,7 +307,8 @@ def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, sta
         *[F.from_json(name, annotator_type(name)).alias(name) for name in spec.names],
         F.from_json("annotated_by", ANNOTATED_BY).alias("annotated_by"),
     )
-    parsed.write.format("delta").mode("overwrite").save(staging)
+    _retrying_worker_deaths(warehouse, spec.marker_dir,
+                            lambda: parsed.write.format("delta").mode("overwrite").save(staging))
     result = spark.read.format("delta").load(staging).join(
         part.select("audio_id", "uri", "duration_s"), "audio_id", "left"
     ).withColumn("updated_at", F.current_timestamp())
@@ -321,18 +321,61 @@ def _annotate_chunk(spark, config: Config, warehouse: Warehouse, spec, part, sta
     insert = {c: f"s.`{c}`" for c in ["audio_id", "uri", "duration_s", "decode", *spec.names,
                                        "annotated_by", "updated_at"]}
     silver = DeltaTable.forPath(spark, warehouse.path(SILVER))
-    (
-        silver.alias("t")
-        .merge(result.alias("s"), "t.audio_id = s.audio_id")
-        .whenMatchedUpdate(set=update)
-        .whenNotMatchedInsert(values=insert)
-        .execute()
-    )
+    with warehouse.committing("annotate.silver"):
+        (
+            silver.alias("t")
+            .merge(result.alias("s"), "t.audio_id = s.audio_id")
+            .whenMatchedUpdate(set=update)
+            .whenNotMatchedInsert(values=insert)
+            .execute()
+        )
     version = warehouse.table_version(SILVER)
-    _record_decode_failures(spark, warehouse, run_id)
     metrics = _metrics(spark, result, spec.names)
     warehouse.remove(staging)
     return files, seconds, metrics, version
+
+
+def _retrying_worker_deaths(warehouse: Warehouse, marker_dir: str | None, write) -> None:
+    """Run the chunk's job (`write`); when it fails after files killed their workers, run it again.
+
+    Spark gives a task a few attempts (`spark.task.maxFailures`, 4 in local mode's `local[*,4]`), and
+    each file that kills its worker costs some of them (udfs.markers): several such files in one task
+    can use up the task's attempts before each is given up. Their markers survive the failed job, so
+    the next job picks up where it stopped (a given-up file is answered at once). The job runs again
+    while the markers show progress (another death recorded); a failure that leaves them as they were is
+    not about poison files and is raised.
+    """
+    seen = None
+    while True:
+        try:
+            write()
+            return
+        except Exception as exc:
+            now = _markers(warehouse, marker_dir)
+            if not now or now == seen:
+                raise
+            seen = now
+            log.warning("annotate: the chunk's Spark job failed (%s) with %d file(s) found in progress when "
+                        "their worker died; running it again (a file that keeps killing its worker is given "
+                        "up, annotate.max_worker_deaths)", type(exc).__name__, len(now))
+
+
+def _markers(warehouse: Warehouse, marker_dir: str | None) -> dict:
+    """The in-progress markers left by dead workers (few: files in progress when a worker died)."""
+    import json
+
+    if not marker_dir:
+        return {}
+    found = {}
+    for path, _ in warehouse.list_files(marker_dir):
+        name = path.rsplit("/", 1)[-1]
+        if name.endswith(".tmp"):
+            continue
+        try:
+            found[name] = json.loads(warehouse.read_text(path))
+        except Exception:  # removed or rewritten meanwhile
+            continue
+    return found
 
 
 def _accumulate(result: AnnotateResult, files: int, seconds: float, metrics: dict) -> None:
@@ -400,16 +443,3 @@ def _metrics(spark, result, names) -> dict:
             errors[key] = errors.get(key, 0) + int(g["n"])
     by = {name: by[name] for name in names if name in by}  # only the annotators that ran, in order
     return {"annotated": annotated, "by_annotator": by, "errors": errors}
-
-
-def _record_decode_failures(spark, warehouse: Warehouse, run_id: str) -> None:
-    """Every live URI whose audio cannot be decoded is quarantined at this stage (unless it already is,
-    for the same audio and code). Transient codes too: the file is retried on the next run, and
-    publish takes it out of quarantine once it decodes."""
-    from pyspark.sql import functions as F
-
-    silver = spark.read.format("delta").load(warehouse.path(SILVER)).where("decode.status = 'failed'").select(
-        "audio_id", F.col("decode.error_code").alias("error_code"), F.col("decode.error_message").alias("reason"))
-    rows = live_files(spark, warehouse).select("uri", "audio_id").join(silver, "audio_id")
-    rows = outcomes.outcome_rows(rows, run_id, stage="annotate", status=outcomes.QUARANTINED)
-    outcomes.record(spark, warehouse, rows, warehouse.staging("annotate_outcomes", run_id))

@@ -5,7 +5,8 @@
 Select: the listed files whose size, mtime or manifest fields changed since the last ingest (unchanged
 files are not read again), and the files this run's sources no longer list (deleted). Process: stat,
 hash and probe in the executors. Commit: one MERGE into bronze keyed by `uri` (a deleted file keeps its
-row, marked `deleted_at` and NOT_FOUND), then each file's outcome: pending, or quarantined with its code.
+row, marked `deleted_at` and NOT_FOUND); each file's outcome (pending, or quarantined with its code)
+follows from bronze and is written by the run's reconcile step (jobs.warehouse.reconcile).
 A rerun over the same files changes nothing; when its listing is the one bronze was last brought in line
 with, it stops before the plan (the stage's inputs are unchanged: jobs.stages.stage).
 """
@@ -23,11 +24,10 @@ from jobs.config.settings import IngestSettings
 from jobs.io.sources import ListingSurvey, list_inputs, source_uris, survey
 from jobs.io.storage import storage_settings
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, run_stage
-from jobs.warehouse import outcomes
 from jobs.warehouse.ledger import RunRecord
 from jobs.warehouse.store import Warehouse
 from schemas.errors import ErrorCode
-from schemas.tables import BRONZE, FILE_STATE
+from schemas.tables import BRONZE
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _unstated():
 class IngestStage(Stage):
     """Select: survey the listing (one job: counts and the digest of what is listed), then plan it
     against bronze (one job: new or changed files, their bytes, files gone). Process: stat, hash and probe
-    in the executors. Commit: bronze, then the files' outcomes. The inputs are the listing's digest, the
+    in the executors. Commit: bronze (the outcomes follow from it). The inputs are the listing's digest, the
     sources, the ingest settings and bronze: a rerun over an unchanged listing stops after the survey."""
 
     name = "ingest"
@@ -225,30 +225,32 @@ class IngestStage(Stage):
         # A first fill computes nothing against bronze: its probe results are appended to bronze directly
         # (a blind append, safe under the warehouse lease), and read back from there.
         staging = warehouse.staging("ingest", record.run_id)
-        target = warehouse.path(BRONZE) if self.first_fill else staging
         counted = Observation("ingest")  # the outcome counts, taken by the write itself (no second pass)
-        part.observe(counted, *_outcome_counts()).write.format("delta").mode(
-            "append" if self.first_fill else "overwrite").save(target)
-        probed = spark.read.format("delta").load(target)
+        observed = part.observe(counted, *_outcome_counts()).write.format("delta")
+        if self.first_fill:
+            with warehouse.committing("ingest.bronze"):
+                observed.mode("append").save(warehouse.path(BRONZE))
+        else:
+            observed.mode("overwrite").save(staging)
         counts = counted.get
         errors = {code.value: int(counts[code.value]) for code in ErrorCode if counts[code.value]}
         failed, deleted, ok = int(counts["failed"]), int(counts["deleted"]), int(counts["ok"])
         audio_s = float(counts["audio_s"] or 0.0)
 
-        if self.first_fill:
-            _record_outcomes(spark, warehouse, probed, record.run_id)
-        elif ok or failed or deleted:
-            (
-                DeltaTable.forPath(spark, warehouse.path(BRONZE)).alias("t")
-                .merge(probed.alias("s"), "t.uri = s.uri")
-                .whenMatchedUpdateAll(condition="t.fingerprint IS DISTINCT FROM s.fingerprint "
-                                                "OR t.error_message IS DISTINCT FROM s.error_message")
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-            _record_outcomes(spark, warehouse, probed, record.run_id)
         if not self.first_fill:
+            if ok or failed or deleted:
+                probed = spark.read.format("delta").load(staging)
+                with warehouse.committing("ingest.bronze"):
+                    (
+                        DeltaTable.forPath(spark, warehouse.path(BRONZE)).alias("t")
+                        .merge(probed.alias("s"), "t.uri = s.uri")
+                        .whenMatchedUpdateAll(condition="t.fingerprint IS DISTINCT FROM s.fingerprint "
+                                                        "OR t.error_message IS DISTINCT FROM s.error_message")
+                        .whenNotMatchedInsertAll()
+                        .execute()
+                    )
             warehouse.remove(staging)
+        # the files' outcomes follow from bronze: the run's reconcile writes them (jobs.warehouse.reconcile)
         # bronze now holds every listed file with this listing's fingerprint (and every bad line, every
         # deletion): a rerun over the same listing would plan nothing
         self.settled = True
@@ -361,21 +363,3 @@ def _deleted_files(spark, warehouse: Warehouse, listed_uris, config: Config, run
         .withColumn("ingest_run_id", F.lit(run_id))
         .withColumn("deleted_at", F.current_timestamp())
     )
-
-
-def _record_outcomes(spark, warehouse: Warehouse, probed, run_id: str) -> None:
-    """Failed files are quarantined (stage ingest). A file that probed fine is pending judgement when its
-    bytes are new to this URI (or it was quarantined at ingest before); an unchanged file keeps its state."""
-    from pyspark.sql import functions as F
-
-    state = spark.read.format("delta").load(warehouse.path(FILE_STATE)).select(
-        "uri", F.col("audio_id").alias("_was"), F.col("stage").alias("_stage"), F.col("status").alias("_status"))
-    failed = probed.where("error_code IS NOT NULL").select(
-        "uri", "audio_id", "error_code", F.col("error_message").alias("reason"))
-    fine = probed.where("error_code IS NULL").join(state, "uri", "left").where(
-        F.col("_was").isNull() | ~F.col("_was").eqNullSafe(F.col("audio_id"))
-        | ((F.col("_stage") == "ingest") & (F.col("_status") == outcomes.QUARANTINED))
-    ).select("uri", "audio_id")
-    rows = outcomes.outcome_rows(failed, run_id, stage="ingest", status=outcomes.QUARANTINED).unionByName(
-        outcomes.outcome_rows(fine, run_id, stage="ingest", status=outcomes.PENDING))
-    outcomes.record(spark, warehouse, rows, warehouse.staging("ingest_outcomes", run_id))

@@ -251,11 +251,12 @@ class LinkStage(Stage):
                                                      F.col("s.audio_id") == F.col("t.audio_id"), "full_outer")
                                .where(f"NOT ({same})").count())
         if self.result.changed:  # no commit at all when nothing changed (a rerun leaves the table's version)
-            (target.alias("t").merge(links.alias("s"), "t.audio_id = s.audio_id")
-             .whenMatchedUpdate(condition=f"NOT ({same})", set={c: f"s.{c}" for c in [*cols, "linked_at"]})
-             .whenNotMatchedInsertAll()
-             .whenNotMatchedBySourceDelete()
-             .execute())
+            with warehouse.committing("link.links"):
+                (target.alias("t").merge(links.alias("s"), "t.audio_id = s.audio_id")
+                 .whenMatchedUpdate(condition=f"NOT ({same})", set={c: f"s.{c}" for c in [*cols, "linked_at"]})
+                 .whenNotMatchedInsertAll()
+                 .whenNotMatchedBySourceDelete()
+                 .execute())
         self.settled = True
         return True
 

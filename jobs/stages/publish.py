@@ -1,15 +1,17 @@
 """Publish: judge annotated audio with the quality gate; curated rows → gold, the rest → quarantine.
 
-    voxlake publish --warehouse DIR [--config FILE]
+    voxlake publish --warehouse DIR [--config FILE] [--accept RUN_ID]
 
 Select: the live audio whose decision is not current for one of its URIs. A decision is current when it
 was made under this recipe, for this silver row version, and for the audio's current URIs and manifest
 fields (`decision_key`): new bytes at a URI, a new URI of known audio, a URI gone, an edited manifest
-field, a recomputed annotator or another recipe all make it stale. Also: gold rows of audio that no
-live file holds any more (its bytes were replaced or its files deleted).
-Process: the row suite as Spark conditions (expectations/gate.py), then the critical table suite.
+field, a recomputed annotator or another recipe all make it stale. (Gold rows of audio no live file
+holds any more are removed by the run's reconcile step: jobs.warehouse.reconcile.)
+Process: the row suite as Spark conditions (expectations/gate.py), then the critical table suite over
+the whole batch (or, for a small batch, the archive).
 Commit: one MERGE into gold.utterances and one into gold.segments, then every URI's outcome (curated or
-quarantined with the failed expectations). A failed critical check commits nothing and exits 1.
+quarantined with the failed expectations). A failed critical check commits nothing to gold, leaves the
+batch pending with the reason and exits 1; `--accept RUN_ID` publishes a reviewed blocked batch.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expectations.gate import SUITES_DIR, Gate, load_suite_spec, with_row_failures
-from jobs.config import Config
+from jobs.config import Config, ConfigError
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
 from jobs.warehouse import outcomes
 from jobs.warehouse.catalog import BRONZE, FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
@@ -40,7 +42,6 @@ class PublishResult:
     candidates: int = 0
     published: int = 0
     quarantined: int = 0
-    removed: int = 0  # gold rows of audio no file holds any more
     blocked: bool = False
     failed_checks: list = field(default_factory=list)
     rejected_by: dict = field(default_factory=dict)  # expectation name -> rows
@@ -118,13 +119,6 @@ def candidates(spark, warehouse: Warehouse, config: Config, rhash: str):
     return flat.join(stale, "audio_id", "left_semi")
 
 
-def orphaned_gold(spark, warehouse: Warehouse):
-    """audio_ids in gold that no live file holds any more."""
-    gold = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
-    live = live_files(spark, warehouse).select("audio_id")
-    return gold.join(live, "audio_id", "left_anti")
-
-
 def quality_dir(config: Config, warehouse_root: str) -> str:
     """The local folder of the GX project and its Data Docs: `quality.docs_dir` when set; otherwise
     `<warehouse>/quality` for a local warehouse and `./voxlake-quality/<bucket>/<path>` for an
@@ -140,12 +134,16 @@ def quality_dir(config: Config, warehouse_root: str) -> str:
 
 
 class PublishStage(Stage):
-    """Select: the live audio whose decision is not current, through the row suite (staged), and the gold
-    rows no live file holds any more. Process and commit, in chunks of about `publish.commit_every_s`
-    audio seconds (hash buckets of the audio id): each chunk is gated (row and critical suites) and
-    committed on its own, so a killed run keeps what it published. A chunk that fails a critical check
-    commits nothing and stops the run. The inputs: bronze, silver, silver.links, file_state, gold and the
-    recipe (a run that finds nothing to judge records them)."""
+    """Select: the live audio whose decision is not current, through the row suite (staged; Great
+    Expectations checks the same counts once over the batch). Judge the whole batch with the critical
+    suite before anything is committed: a batch of at least
+    `publish.critical.min_batch_files` files on its own, a smaller one together with the archive's earlier
+    decisions (a quiet night's few files say nothing about the pipeline on their own). A failed check
+    commits nothing to gold: the batch's files stay pending with the reason (PUBLISH_BLOCKED) until the
+    cause is fixed or an operator accepts the batch (`voxlake publish --accept RUN_ID`). Otherwise commit,
+    in chunks of about `publish.commit_every_s` audio seconds (hash buckets of the audio id): gold,
+    segments, then the files' decisions, so a killed run keeps what it published. The inputs: bronze,
+    silver, silver.links, file_state, gold and the recipe (a run that finds nothing to judge records them)."""
 
     name = "publish"
 
@@ -157,10 +155,11 @@ class PublishStage(Stage):
         self.rows_spec, self.table_spec = load_suite_spec("rows", values), load_suite_spec("table", values)
         self.staging = self.warehouse.staging("publish", self.record.run_id)
         self.result = PublishResult()
-        self.gone = None
         self.gate = None
 
-    def inputs(self) -> Inputs:
+    def inputs(self) -> Inputs | None:
+        if self.config.publish.accept_run:
+            return None  # an acceptance always selects
         return Inputs(tables=(BRONZE, SILVER, LINKS, FILE_STATE, UTTERANCES, SEGMENTS),
                       facts={"recipe_hash": self.rhash})
 
@@ -172,35 +171,77 @@ class PublishStage(Stage):
         from pyspark.sql import functions as F
 
         spark, warehouse = self.spark, self.warehouse
-        # stage the judged batch and the orphans: everything below reads one fixed snapshot
+        accepted = self._accepted() if self.config.publish.accept_run else None
+        # stage the judged batch: everything below reads one fixed snapshot
         with_row_failures(candidates(spark, warehouse, self.config, self.rhash), self.rows_spec).write.format(
             "delta").mode("overwrite").save(self.staging)
-        orphaned_gold(spark, warehouse).write.format("delta").mode("overwrite").save(self.staging + "_gone")
         judged = spark.read.format("delta").load(self.staging)
-        self.gone = spark.read.format("delta").load(self.staging + "_gone")
         counts = judged.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
         n, total_s = int(counts["n"]), float(counts["s"] or 0.0)
-        n_gone = self.gone.count()
-        self.result = PublishResult(candidates=n, removed=n_gone)
-        if n == 0 and n_gone == 0:
+        self.result = PublishResult(candidates=n)
+        if n == 0:
             log.info("publish: nothing new to judge")
             self.settled = True
             return None
-        if not n_gone:
-            self.gone = None
-        self.gate = Gate(quality_dir(self.config, warehouse.root)) if n else None
+        self.gate = Gate(quality_dir(self.config, warehouse.root))
+        _check_row_gate(self.gate, judged, self.rows_spec, self.result)  # once, over the whole batch
+        to_check = judged if accepted is None else judged.join(accepted, "audio_id", "left_anti")
+        if self._blocked(to_check):
+            return None
         return Work(judged, n, total_s)
 
+    def _accepted(self):
+        """The audio of the batch `publish.accept_run` blocked (recorded by that run, see _blocked): the
+        critical suite does not judge it again. Only the latest blocked batch can be accepted."""
+        run_id = self.config.publish.accept_run
+        kept = f"{blocked_batches(self.warehouse)}/{run_id}"
+        if not self.warehouse.exists(kept):
+            raise ConfigError(f"--accept {run_id}: not the latest blocked publish (see SELECT run_id, message FROM "
+                              "ops.runs WHERE status = 'blocked' ORDER BY started_at DESC), or already accepted")
+        ids = self.spark.read.format("delta").load(kept)
+        self.record.message = f"accepted the batch run {run_id} blocked ({ids.count()} audio)"
+        log.info("publish: %s: the critical suite does not judge it again", self.record.message)
+        return ids
+
+    def _blocked(self, batch) -> bool:
+        """Run the critical suite on `batch` (on the archive when the batch is small); on a failure, mark
+        the batch's files pending with the reason and return True. Nothing is committed to gold then."""
+        cfg = self.config.publish.critical
+        n = batch.count()
+        if n == 0:
+            return False
+        scope = batch
+        if n < cfg.min_batch_files:  # staged: the suite's metrics would each recompute the archive's joins
+            archive_for(self.spark, self.warehouse, self.config, self.rhash, batch, self.table_spec).write.format(
+                "delta").mode("overwrite").save(self.staging + "_archive")
+            scope = self.spark.read.format("delta").load(self.staging + "_archive")
+        table = self.gate.validate_table(scope, self.table_spec)
+        self.result.docs_path = table.docs_path
+        self.record.validation_success = table.success
+        if table.success:
+            return False
+        result, record = self.result, self.record
+        result.blocked, result.failed_checks = True, table.failed
+        what = "batch" if scope is batch else f"archive (a batch of {n} < min_batch_files {cfg.min_batch_files})"
+        checks = ", ".join(f"{c['name']} (observed {c['observed']})" for c in table.failed)
+        record.message = f"critical checks failed on the {what}, nothing published: {checks}"
+        log.error("publish blocked: %s", record.message)
+        reason = (f"publish run {record.run_id} blocked: {checks}; fix the cause, or review and "
+                  f"`voxlake publish --accept {record.run_id}`")
+        judged = self.spark.read.format("delta").load(self.staging)
+        # the batch, kept for `--accept` (only the latest: an earlier blocked batch is in this one too)
+        folder = blocked_batches(self.warehouse)
+        self.warehouse.remove(folder)
+        judged.select("audio_id").write.format("delta").save(f"{folder}/{record.run_id}")
+        _record_blocked(self.spark, self.warehouse, judged, reason, record.run_id)
+        return True
+
     def chunks(self, work: Work) -> int:
-        return chunk_count(work.files, work.seconds, self.config.publish.commit_every_s) if work.files else 1
+        return chunk_count(work.files, work.seconds, self.config.publish.commit_every_s)
 
     def commit_chunk(self, part, index: int, count: int, work: Work) -> bool:
         result = self.result
-        part_n, part_rejected = _publish_chunk(self.spark, self.warehouse, self.gate, part,
-                                               self.gone if index == 0 else None,
-                                               self.rows_spec, self.table_spec, result, self.record)
-        if result.blocked:
-            return False
+        part_n, part_rejected = _publish_chunk(self.spark, self.warehouse, part, self.record)
         result.published += part_n - part_rejected
         result.quarantined += part_rejected
         if count > 1:
@@ -210,8 +251,8 @@ class PublishStage(Stage):
 
     def finish(self, work: Work | None) -> PublishResult:
         result, record = self.result, self.record
-        if result.removed and not result.blocked:
-            log.info("publish: removed %d gold rows whose audio no listed file holds any more", result.removed)
+        if work is not None:  # judged and published: no earlier blocked batch is waiting any more
+            self.warehouse.remove(blocked_batches(self.warehouse))
         record.rows_out += result.published
         record.rows_quarantined += result.quarantined
         for name, count in result.rejected_by.items():
@@ -220,7 +261,7 @@ class PublishStage(Stage):
 
     def close(self) -> None:
         self.warehouse.remove(self.staging)
-        self.warehouse.remove(self.staging + "_gone")
+        self.warehouse.remove(self.staging + "_archive")
 
 
 def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
@@ -228,26 +269,34 @@ def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) 
     return run_stage(PublishStage(StageContext(spark, config, warehouse, record)))
 
 
-def _publish_chunk(spark, warehouse: Warehouse, gate, part, gone, rows_spec: dict, table_spec: dict,
-                   result: PublishResult, record: RunRecord) -> tuple[int, int]:
-    """Gate one chunk and commit it (gold, segments, outcomes). Returns (judged, rejected)."""
+def blocked_batches(warehouse: Warehouse) -> str:
+    """Where a blocked publish keeps its batch's audio ids for `--accept` (one folder, the latest run)."""
+    return f"{warehouse.root}/_state/publish_blocked"
+
+
+def archive_for(spark, warehouse: Warehouse, config: Config, rhash: str, batch, table_spec: dict):
+    """The batch together with every earlier decision (the audio publish curated or quarantined, as the
+    gate saw it: `rejected` 1 for quarantined), one row per audio, in the columns the critical suite reads."""
+    from pyspark.sql import functions as F
+
+    columns = sorted({e["column"] for e in table_spec["expectations"] if "column" in e} | {"audio_id", "rejected"})
+    decided = (spark.read.format("delta").load(warehouse.path(FILE_STATE))
+               .where((F.col("stage") == "publish") & F.col("status").isin(outcomes.CURATED, outcomes.QUARANTINED))
+               .groupBy("audio_id")
+               .agg(F.max(F.when(F.col("status") == outcomes.QUARANTINED, 1).otherwise(0)).alias("rejected")))
+    earlier = (flat_rows(spark, warehouse, config, rhash).drop("rejected").join(decided, "audio_id")
+               .join(batch.select("audio_id"), "audio_id", "left_anti"))
+    return batch.select(*columns).unionByName(earlier.select(*columns))
+
+
+def _publish_chunk(spark, warehouse: Warehouse, part, record: RunRecord) -> tuple[int, int]:
+    """Commit one judged chunk (gold, segments, outcomes). Returns (judged, rejected)."""
     from pyspark.sql import functions as F
 
     counts = part.agg(F.count("*").alias("n"), F.sum("rejected").alias("r")).first()
     n, rejected = int(counts["n"]), int(counts["r"] or 0)
     if n:
-        _check_row_gate(gate, part, rows_spec, result)
-        table = gate.validate_table(part, table_spec)
-        result.docs_path = table.docs_path
-        record.validation_success = table.success if record.validation_success is not False else False
-        if not table.success:
-            result.blocked, result.failed_checks = True, table.failed
-            record.message = "critical checks failed, nothing published: " + json.dumps(table.failed, default=str)
-            log.error("publish blocked: %s", record.message)
-            return n, rejected
-    if n or gone is not None:
-        _merge_gold(spark, warehouse, part, gone if gone is not None else part.limit(0).select("audio_id"),
-                    record.run_id)
+        _merge_gold(spark, warehouse, part, record.run_id)
         _record_outcomes(spark, warehouse, part, record.run_id)
     return n, rejected
 
@@ -267,27 +316,27 @@ def _check_row_gate(gate, judged, rows_spec: dict, result: PublishResult) -> Non
         result.rejected_by[k] = result.rejected_by.get(k, 0) + v
 
 
-def _merge_gold(spark, warehouse: Warehouse, judged, gone, run_id: str) -> None:
-    """One MERGE per gold table: passed rows upserted; rejected rows and orphaned audio deleted."""
+def _merge_gold(spark, warehouse: Warehouse, judged, run_id: str) -> None:
+    """One MERGE per gold table: passed rows upserted, rejected rows deleted."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from schemas.gold import UTTERANCES_SCHEMA
 
     cols = [f.name for f in UTTERANCES_SCHEMA.fields]
-    drop = gone.select("audio_id", F.lit(1).alias("rejected"))
     source = judged.withColumn("published_at", F.current_timestamp()).withColumn(
-        "publish_run_id", F.lit(run_id)).select(*cols, "rejected").unionByName(drop, allowMissingColumns=True)
-    (
-        DeltaTable.forPath(spark, warehouse.path(UTTERANCES)).alias("t")
-        .merge(source.alias("s"), "t.audio_id = s.audio_id")
-        .whenMatchedDelete(condition="s.rejected = 1")
-        .whenMatchedUpdate(condition="s.rejected = 0", set={c: f"s.{c}" for c in cols})
-        .whenNotMatchedInsert(condition="s.rejected = 0", values={c: f"s.{c}" for c in cols})
-        .execute()
-    )
+        "publish_run_id", F.lit(run_id)).select(*cols, "rejected")
+    with warehouse.committing("publish.gold"):
+        (
+            DeltaTable.forPath(spark, warehouse.path(UTTERANCES)).alias("t")
+            .merge(source.alias("s"), "t.audio_id = s.audio_id")
+            .whenMatchedDelete(condition="s.rejected = 1")
+            .whenMatchedUpdate(condition="s.rejected = 0", set={c: f"s.{c}" for c in cols})
+            .whenNotMatchedInsert(condition="s.rejected = 0", values={c: f"s.{c}" for c in cols})
+            .execute()
+        )
     # segments: those of passed rows replace what gold had for that audio; every other segment of a
-    # judged or orphaned audio goes (rejected now, or fewer segments than before)
+    # judged audio goes (rejected now, or fewer segments than before)
     silver = spark.read.format("delta").load(warehouse.path(SILVER)).select("audio_id", "asr")
     passed = judged.where("rejected = 0").select("audio_id", "language")
     fresh = passed.join(silver, "audio_id").select(
@@ -299,20 +348,21 @@ def _merge_gold(spark, warehouse: Warehouse, judged, gone, run_id: str) -> None:
         F.col("seg.compression_ratio").alias("compression_ratio"),
         F.col("seg.temperature").alias("temperature"), F.col("seg.words").alias("words"),
     ).withColumn("_drop", F.lit(0))
-    touched = judged.select("audio_id").unionByName(gone.select("audio_id"))
+    touched = judged.select("audio_id")
     existing = spark.read.format("delta").load(warehouse.path(SEGMENTS)).select("audio_id", "segment_id")
     stale = existing.join(touched, "audio_id", "left_semi").join(
         fresh.select("audio_id", "segment_id"), ["audio_id", "segment_id"], "left_anti").withColumn("_drop", F.lit(1))
     seg_cols = [f.name for f in SEGMENTS.schema.fields]
-    (
-        DeltaTable.forPath(spark, warehouse.path(SEGMENTS)).alias("t")
-        .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"),
-               "t.audio_id = s.audio_id AND t.segment_id = s.segment_id")
-        .whenMatchedDelete(condition="s._drop = 1")
-        .whenMatchedUpdate(set={c: f"s.{c}" for c in seg_cols})
-        .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in seg_cols})
-        .execute()
-    )
+    with warehouse.committing("publish.segments"):
+        (
+            DeltaTable.forPath(spark, warehouse.path(SEGMENTS)).alias("t")
+            .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"),
+                   "t.audio_id = s.audio_id AND t.segment_id = s.segment_id")
+            .whenMatchedDelete(condition="s._drop = 1")
+            .whenMatchedUpdate(set={c: f"s.{c}" for c in seg_cols})
+            .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in seg_cols})
+            .execute()
+        )
 
 
 def _record_outcomes(spark, warehouse: Warehouse, judged, run_id: str) -> None:
@@ -333,5 +383,22 @@ def _record_outcomes(spark, warehouse: Warehouse, judged, run_id: str) -> None:
                    F.concat(F.lit(" (kept: "), F.col("duplicate_of"), F.lit(")"))).otherwise(F.lit(""))))
         .alias("reason"),
     )
-    outcomes.record(spark, warehouse, outcomes.outcome_rows(rows, run_id, stage="publish"),
-                    warehouse.staging("publish_outcomes", run_id))
+    with warehouse.committing("publish.file_state"):
+        outcomes.record(spark, warehouse, outcomes.outcome_rows(rows, run_id, stage="publish"),
+                        warehouse.staging("publish_outcomes", run_id))
+
+
+def _record_blocked(spark, warehouse: Warehouse, judged, reason: str, run_id: str) -> None:
+    """The live URIs of a blocked batch's audio that gold does not hold: pending, with the reason (gold
+    keeps what it had: an audio curated before stays curated under its earlier decision)."""
+    from pyspark.sql import functions as F
+
+    gold = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
+    rows = (live_files(spark, warehouse).select("uri", "audio_id")
+            .join(judged.select("audio_id"), "audio_id", "left_semi")
+            .join(gold, "audio_id", "left_anti")
+            .select("uri", "audio_id", F.lit(outcomes.PENDING).alias("status"),
+                    F.lit(str(ErrorCode.PUBLISH_BLOCKED)).alias("error_code"), F.lit(reason).alias("reason")))
+    with warehouse.committing("publish.blocked"):
+        outcomes.record(spark, warehouse, outcomes.outcome_rows(rows, run_id, stage="publish"),
+                        warehouse.staging("publish_blocked", run_id))

@@ -13,7 +13,12 @@ maintain) writes its file, waits a moment (`SETTLE_LOCAL_S` on a local filesyste
 elsewhere, so that a run starting at the same instant has written its own), and lists the live files:
 it goes ahead only when no other live run holds the lease or claimed it earlier (by claim time, then
 run id); otherwise it waits up to `run.lease_wait_s` and then stops with WarehouseBusy, having done
-nothing. This is a lease between well-behaved voxlake runs,
+nothing. A claim made on this host by a process that is gone is dead at once (a rerun right after a
+crash goes ahead); other hosts' claims are dead after `dead_after_s` without a heartbeat.
+
+The lease is fenced: every commit first asks the run's `check` (Warehouse.committing). A run whose claim
+was removed by a reaper, or that could not write a heartbeat for `dead_after_s`, raises LeaseLost there
+and commits nothing more (heartbeat failures are logged as warnings). This is a lease between well-behaved voxlake runs,
 not a lock service: on hosts whose clocks disagree, two runs starting within the same second could both
 go ahead, and Delta's optimistic concurrency is then what keeps each table consistent.
 """
@@ -44,6 +49,26 @@ class WarehouseBusy(RuntimeError):
     """Another live run holds the warehouse; this one did nothing."""
 
 
+class LeaseLost(RuntimeError):
+    """This run no longer holds the warehouse (another run reaped it, or its heartbeat could not be
+    written for `dead_after_s`): it stops before its next commit."""
+
+
+def pid_gone(info: dict) -> bool:
+    """True when the claim was made on this host by a process that no longer exists: a run killed here
+    (SIGKILL, a crash) need not be waited for. Claims from other hosts cannot be checked this way."""
+    pid = info.get("pid")
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 class Heartbeat:
     """A run's heartbeat file and, with it, the warehouse lease (see the module docstring)."""
 
@@ -55,6 +80,8 @@ class Heartbeat:
         self.path = f"{self.folder}/{record.run_id}.json"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_beat = time.monotonic()  # the last heartbeat written
+        self._lost: str | None = None  # why this run no longer holds the lease
         self._info = {"run_id": record.run_id, "job": record.job, "config_hash": record.config_hash,
                       "started_at": record.started_at.isoformat(), "host": socket.gethostname(),
                       "pid": os.getpid(), "claimed_at": None, "holding": False}
@@ -75,7 +102,18 @@ class Heartbeat:
             raise
         self._info["holding"] = True
         self.warehouse.write_text(self.path, self._body)
+        self._last_beat = time.monotonic()
+        self.warehouse.guard = self.check
         return self
+
+    def check(self) -> None:
+        """Raise LeaseLost when this run no longer holds the warehouse (called before every commit)."""
+        silent = time.monotonic() - self._last_beat
+        if self._lost is None and silent >= self.dead_after_s:
+            self._lost = (f"no heartbeat could be written for {silent:.0f} s (run.dead_after_s "
+                          f"{self.dead_after_s:g}): another run may have taken the warehouse over")
+        if self._lost is not None:
+            raise LeaseLost(f"lost the warehouse lease: {self._lost}; stopped before committing")
 
     def _wait_for_turn(self) -> None:
         from udfs.files import local_path
@@ -110,6 +148,8 @@ class Heartbeat:
             other = self._read_claim(path)
             if other is None:
                 continue  # gone: that run ended
+            if pid_gone(other):
+                continue  # killed on this host: the reaper records it now
             claim = (other.get("claimed_at") or other.get("started_at") or "", other.get("run_id", ""))
             if other.get("holding") or claim < mine:
                 ahead.append(other)
@@ -137,23 +177,35 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
+                if self._info["holding"] and not self.warehouse.exists(self.path):
+                    # another run found this one silent for dead_after_s and reaped it: writing the
+                    # claim again would hide that; the run stops before its next commit instead
+                    self._lost = "another run reaped this one (its claim was removed)"
+                    log.warning("%s; stopping before the next commit", self._lost)
+                    return
                 self.warehouse.write_text(self.path, self._body)
-            except Exception:  # a missed beat is not worth failing the run for
-                log.debug("heartbeat failed", exc_info=True)
+                self._last_beat = time.monotonic()
+            except Exception as exc:  # one missed beat is survivable; dead_after_s of them are not
+                log.warning("heartbeat not written (%s: %s); the run stops before its next commit if none "
+                            "is written for run.dead_after_s", type(exc).__name__, str(exc).splitlines()[0][:200])
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        self.warehouse.remove(self.path)
+        if self.warehouse.guard == self.check:
+            self.warehouse.guard = None
+        if self._lost is None:  # a reaped run's claim is gone already (and must not be removed twice)
+            self.warehouse.remove(self.path)
 
 
 def reap_dead_runs(warehouse: Warehouse, stale_after_s: float, own_run_id: str | None = None) -> list[str]:
-    """Remove the staging of runs whose heartbeat stopped, and record them as interrupted."""
+    """Remove the staging of runs whose heartbeat stopped (or, on this host, whose process is gone), and
+    record them as interrupted."""
     dead = []
     now_ms = time.time() * 1000
     for path, modified_ms in warehouse.list_files(f"{warehouse.root}/_staging/_runs"):
-        if not path.endswith(".json") or now_ms - modified_ms < stale_after_s * 1000:
+        if not path.endswith(".json"):
             continue
         if own_run_id and path.rsplit("/", 1)[-1] == f"{own_run_id}.json":
             continue
@@ -161,6 +213,8 @@ def reap_dead_runs(warehouse: Warehouse, stale_after_s: float, own_run_id: str |
             info = json.loads(warehouse.read_text(path))
         except Exception:
             info = {"run_id": path.rsplit("/", 1)[1][: -len(".json")], "job": "unknown", "config_hash": ""}
+        if now_ms - modified_ms < stale_after_s * 1000 and not pid_gone(info):
+            continue
         run_id = info["run_id"]
         for stage_dir, _ in warehouse.list_files(f"{warehouse.root}/_staging", dirs=True):
             for leftover, _ in warehouse.list_files(stage_dir, dirs=True):
@@ -172,8 +226,18 @@ def reap_dead_runs(warehouse: Warehouse, stale_after_s: float, own_run_id: str |
                            started_at=started or last, finished_at=last, status="failed",
                            message=f"interrupted: no heartbeat since {last.isoformat()} "
                                    f"(host {info.get('host')}, pid {info.get('pid')}); its staging was removed")
-        write_run(warehouse, record)
+        if not _in_ledger(warehouse, run_id):  # killed after its own ledger row: it finished, as recorded
+            write_run(warehouse, record)
         warehouse.remove(path)
         log.warning("run %s died (no heartbeat since %s): staging removed, recorded as interrupted", run_id, last)
         dead.append(run_id)
     return dead
+
+
+def _in_ledger(warehouse: Warehouse, run_id: str) -> bool:
+    from pyspark.sql import functions as F
+
+    from schemas.tables import RUNS
+
+    runs = warehouse.spark.read.format("delta").load(warehouse.path(RUNS))
+    return not runs.where(F.col("run_id") == run_id).isEmpty()

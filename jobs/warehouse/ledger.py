@@ -93,7 +93,8 @@ class RunRecord:
 def write_run(warehouse, record: RunRecord) -> None:
     """Append the run's row to ops.runs. The ledger is append-only: one new version per run."""
     record.finished_at = record.finished_at or datetime.now(UTC)
-    _one_row(warehouse.spark, record.as_row()).write.format("delta").mode("append").save(warehouse.path(RUNS))
+    with warehouse.committing("ledger"):
+        _one_row(warehouse.spark, record.as_row()).write.format("delta").mode("append").save(warehouse.path(RUNS))
     log.info("run %s recorded in %s (%s)", record.run_id, RUNS.qualified, record.status)
 
 

@@ -42,6 +42,15 @@ class StageState:
 
     def unchanged(self, tables: tuple[TableSpec, ...], facts: dict) -> dict | None:
         """The recorded table versions when these inputs are the ones recorded; None otherwise."""
+        recorded = self._recorded(tables, facts)
+        return recorded["versions"] if recorded is not None else None
+
+    def recall(self, tables: tuple[TableSpec, ...], facts: dict) -> dict | None:
+        """What was remembered with these inputs (`remember`'s payload) when they are the ones recorded."""
+        recorded = self._recorded(tables, facts)
+        return recorded.get("payload") if recorded is not None else None
+
+    def _recorded(self, tables: tuple[TableSpec, ...], facts: dict) -> dict | None:
         versions = self._versions(tables)
         if any(v is None for v in versions.values()) or not self.warehouse.exists(self.path):
             return None
@@ -52,15 +61,15 @@ class StageState:
             return None
         if recorded.get("fingerprint") != self._fingerprint(versions, facts):
             return None
-        return versions
+        return {**recorded, "versions": versions}
 
-    def remember(self, tables: tuple[TableSpec, ...], facts: dict) -> None:
-        """Record these inputs, with the tables at their versions now (best effort)."""
+    def remember(self, tables: tuple[TableSpec, ...], facts: dict, payload: dict | None = None) -> None:
+        """Record these inputs, with the tables at their versions now, and `payload` (best effort)."""
         versions = self._versions(tables)
         if any(v is None for v in versions.values()):
             return
         try:
             self.warehouse.write_text(self.path, json.dumps(
-                {"fingerprint": self._fingerprint(versions, facts), "versions": versions}))
+                {"fingerprint": self._fingerprint(versions, facts), "versions": versions, "payload": payload}))
         except Exception:  # the next run selects in full; nothing is wrong
             log.warning("could not record the inputs of %s", self.path, exc_info=True)

@@ -9,11 +9,14 @@ registers them there with the same `CREATE TABLE ... LOCATION` statements.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 from jobs.spark import internals
+from jobs.warehouse import faults
 from schemas.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,19 @@ class Warehouse:
     def __init__(self, spark, root: str):
         self.spark = spark
         self.root = normalize_root(root)
+        # set by the run's lease (jobs.warehouse.lease): raises when this run no longer holds the warehouse
+        self.guard: Callable[[], None] | None = None
+        self.faults = faults.FaultPlan.from_environment()  # empty unless a test sets it (a testing aid)
+
+    @contextmanager
+    def committing(self, point: str) -> Iterator[None]:
+        """Wrap one commit (a Delta write or MERGE) named `point`: a run that lost the warehouse's lease
+        stops before it (the guard raises), and the fault-injection hook may stop the process right after
+        it (jobs.warehouse.faults, a testing aid)."""
+        if self.guard is not None:
+            self.guard()
+        yield
+        self.faults.after_commit(point)
 
     def path(self, spec: TableSpec) -> str:
         return f"{self.root}/{spec.database}/{spec.name}"

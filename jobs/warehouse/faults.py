@@ -1,0 +1,72 @@
+"""A testing aid: stop a run right after a named commit, as a crash would.
+
+Each `Warehouse` carries a `FaultPlan` (`Warehouse.committing` calls it after every commit). The plan a
+command gets comes from the environment, and is empty unless it sets `VOXLAKE_CRASH_AFTER=<point>` or
+`<point>#<n>` (the n-th time the point is passed; 1 when left out): the process then kills itself
+(SIGKILL) right after that commit. `VOXLAKE_COMMIT_LOG=<file>` appends each point passed to that file,
+so a test can list the commits a run makes. A test that runs voxlake in its own process gives the
+warehouse a plan that raises `SimulatedCrash` instead: the commits made stay as a kill leaves them (only
+the run's staging and claim are cleaned up on the way out, which the next run does after a kill). The
+points are `POINTS`; the crash-point test walks all of them (docs/long-runs.md). Nothing else reads these
+variables: never set them in production.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+CRASH_ENV = "VOXLAKE_CRASH_AFTER"
+LOG_ENV = "VOXLAKE_COMMIT_LOG"
+
+# every commit a run makes, by the name its `Warehouse.committing` call gives it
+POINTS = (
+    "ingest.bronze",          # probe results merged (or appended) into bronze.audio_files
+    "annotate.silver",        # one chunk of annotations merged into silver.annotations
+    "link.links",             # silver.links brought in line
+    "publish.blocked",        # a blocked batch's files marked pending with the reason
+    "publish.gold",           # one chunk's MERGE into gold.utterances
+    "publish.segments",       # the same chunk's MERGE into gold.segments
+    "publish.file_state",     # the same chunk's decisions into ops.file_state
+    "reconcile.gold",         # gold rows of audio that is gone, undecodable or moved: deleted
+    "reconcile.segments",     # ... and their segments
+    "reconcile.file_state",   # every URI's outcome brought in line with the tables
+    "ledger",                 # the run's row in ops.runs
+)
+
+
+class SimulatedCrash(BaseException):
+    """Raised by an in-process plan at its point. A BaseException: no `except Exception` of a stage or
+    the runner records or cleans up after it, as none would after a kill."""
+
+
+@dataclass
+class FaultPlan:
+    crash_after: str | None = None  # "<point>" or "<point>#<n>"
+    log_to: str | None = None  # a file each point passed is appended to
+    raise_instead: bool = False  # raise SimulatedCrash instead of SIGKILL (a test in its own process)
+    passed: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> FaultPlan:
+        return cls(crash_after=os.environ.get(CRASH_ENV) or None, log_to=os.environ.get(LOG_ENV) or None)
+
+    def after_commit(self, point: str) -> None:
+        """Called right after the commit named `point` (see the module docstring)."""
+        if point not in POINTS:
+            raise ValueError(f"unknown commit point {point!r}; add it to jobs.warehouse.faults.POINTS")
+        self.passed[point] = self.passed.get(point, 0) + 1
+        if self.log_to:
+            with open(self.log_to, "a", encoding="utf-8") as f:
+                f.write(f"{point}#{self.passed[point]}\n")
+        if not self.crash_after:
+            return
+        name, _, nth = self.crash_after.partition("#")
+        if name != point or self.passed[point] != int(nth or 1):
+            return
+        if self.raise_instead:
+            raise SimulatedCrash(self.crash_after)
+        print(f"voxlake: {CRASH_ENV}={self.crash_after}: stopping the process after this commit (testing aid)",
+              file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
