@@ -51,6 +51,16 @@ def copy_of(spark, wh, config, dest):
     return Warehouse(spark, str(dest)), with_overrides(config, {"warehouse": str(dest)})
 
 
+def assert_invariant(spark, warehouse, pending: int = 0):
+    """Every file in exactly one of gold or quarantine (or `pending` files waiting), computed afresh from
+    the tables (jobs.warehouse.reconcile.check)."""
+    from jobs.warehouse.reconcile import check
+
+    found = check(spark, warehouse, fresh=True)
+    assert found.holds and found.pending == pending, found.line()
+    return found
+
+
 def quarantine_rows(spark, wh) -> list[dict]:
     """The quarantined files (ops.quarantine is a view of these rows of ops.file_state)."""
     from schemas.tables import FILE_STATE

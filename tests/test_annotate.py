@@ -8,21 +8,16 @@ from audio_factory import tone, write_wav
 from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
 
-from jobs.stages.annotate import run_annotate
-from jobs.stages.ingest import run_ingest
+from jobs.commandline.runner import execute
 from jobs.warehouse.catalog import SILVER
-from jobs.warehouse.ledger import RunRecord, write_run
 from schemas.tables import BRONZE
 
 SIGNAL = ["levels", "vad", "snr", "bandwidth", "pitch"]
 
 
-def stage(spark, wh, config, fn, job):
-    record = RunRecord(job=job, config_hash=config.hash())
-    result = fn(spark, config, wh, record)
-    record.status = "succeeded"
-    write_run(wh, record)
-    return result
+def stage(spark, wh, config, job):
+    """One command as the CLI runs it (the file outcomes are written by the run's reconcile step)."""
+    return execute(spark, config, wh, job).results[job]
 
 
 def table(spark, wh, spec):
@@ -76,13 +71,13 @@ def test_one_model_load_per_worker_across_batches_and_actions(spark, tmp_path, m
         write_wav(src / f"t{i}.wav", tone(200 + 40 * i, 1.0 + 0.1 * i))
     config = annotate_config(make_config, sources=[src], names=["levels", "vad", "pitch", "quality"])
     wh = warehouse_for(config)
-    stage(spark, wh, config, run_ingest, "ingest")
-    stage(spark, wh, config, run_annotate, "annotate")
+    stage(spark, wh, config, "ingest")
+    stage(spark, wh, config, "annotate")
     # a second action in a later job: new files, same config
     for i in range(6, 10):
         write_wav(src / f"t{i}.wav", tone(200 + 40 * i, 1.0 + 0.1 * i))
-    stage(spark, wh, config, run_ingest, "ingest")
-    second = stage(spark, wh, config, run_annotate, "annotate")
+    stage(spark, wh, config, "ingest")
+    second = stage(spark, wh, config, "annotate")
     assert second.annotated == 4
 
     rows = table(spark, wh, SILVER)
@@ -104,19 +99,19 @@ def test_version_or_params_bump_recomputes_one_column_only(spark, tmp_path, make
         (src / name).write_bytes((speech / name).read_bytes())
     config = annotate_config(make_config, sources=[src])
     wh = warehouse_for(config)
-    stage(spark, wh, config, run_ingest, "ingest")
-    stage(spark, wh, config, run_annotate, "annotate")
+    stage(spark, wh, config, "ingest")
+    stage(spark, wh, config, "annotate")
     before = {r["audio_id"]: r for r in table(spark, wh, SILVER)}
 
     # nothing new: no work, no commit
     version = wh.table_version(SILVER)
     assert version == DeltaTable.forPath(spark, wh.path(SILVER)).history(1).first()["version"] >= 1
-    again = stage(spark, wh, config, run_annotate, "annotate")
+    again = stage(spark, wh, config, "annotate")
     assert again.candidates == 0 and wh.table_version(SILVER) == version
 
     # change one annotator's params: only that column (and its dependents: none for snr) is recomputed
     bumped = annotate_config(make_config, sources=[src], params={"snr": {"noise_percentile": 20}})
-    result = stage(spark, wh, bumped, run_annotate, "annotate")
+    result = stage(spark, wh, bumped, "annotate")
     assert result.annotated == 3 and set(result.by_annotator) == {"snr"}
     assert result.by_annotator["snr"]["files"] == 3
     after = {r["audio_id"]: r for r in table(spark, wh, SILVER)}
@@ -133,11 +128,11 @@ def test_a_vad_change_recomputes_what_depends_on_it(spark, tmp_path, make_config
     write_wav(src / "a.wav", tone(300, 1.5))
     config = annotate_config(make_config, sources=[src], names=["levels", "vad", "snr", "pitch"])
     wh = warehouse_for(config)
-    stage(spark, wh, config, run_ingest, "ingest")
-    stage(spark, wh, config, run_annotate, "annotate")
+    stage(spark, wh, config, "ingest")
+    stage(spark, wh, config, "annotate")
     bumped = annotate_config(make_config, sources=[src], names=["levels", "vad", "snr", "pitch"],
                              params={"vad": {"threshold": 0.6}})
-    result = stage(spark, wh, bumped, run_annotate, "annotate")
+    result = stage(spark, wh, bumped, "annotate")
     assert set(result.by_annotator) == {"vad", "snr", "pitch"}  # levels does not read vad
 
 

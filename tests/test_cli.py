@@ -47,8 +47,20 @@ def test_ingest_then_sql_in_another_process(tmp_path):
                   "SELECT job, status, rows_in FROM ops.runs").stdout.splitlines()
     assert csv_out[0] == "job,status,rows_in" and csv_out[1] == "ingest,succeeded,11"
 
+    # a misspelt column: one line with Spark's error class and its suggestion, no JSON trace before it
     bad_sql = run("sql", "--warehouse", str(wh), "SELECT nope FROM bronze.audio_files", check=False)
     assert bad_sql.returncode == 2 and "SQL error" in bad_sql.stderr
+    said = [line for line in bad_sql.stderr.splitlines() if "jdk.incubator.vector" not in line and " INFO " not in line]
+    assert len(said) == 1 and "UNRESOLVED_COLUMN" in said[0] and "Did you mean" in said[0], bad_sql.stderr[-3000:]
+
+    # a folder that holds no warehouse: one line and exit 2, whatever the query or the reading command
+    empty = tmp_path / "not_a_warehouse"
+    empty.mkdir()
+    for args in (("sql", "SELECT * FROM ops.quarantine"), ("sql", "SELECT 1"), ("report",), ("publish",)):
+        res = run(*args[:1], "--warehouse", str(empty), *args[1:], check=False)
+        said = [line for line in res.stderr.splitlines() if "jdk.incubator.vector" not in line]
+        assert res.returncode == 2 and len(said) == 1 and "holds no voxlake warehouse" in said[0], \
+            (args, res.stderr[-2000:])
 
 
 def test_usage_errors_exit_2(tmp_path):

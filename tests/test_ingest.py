@@ -11,17 +11,14 @@ from audio_factory import make_bad_inputs, tone, write_wav
 from conftest import REPO, quarantine_rows
 from delta.tables import DeltaTable
 
-from jobs.stages.ingest import run_ingest
+from jobs.commandline.runner import execute
 from jobs.warehouse.ledger import RunRecord, write_run
 from schemas.tables import BRONZE, FILE_STATE, RUNS
 
 
 def ingest(spark, wh, config):
-    record = RunRecord(job="ingest", config_hash=config.hash())
-    result = run_ingest(spark, config, wh, record)
-    record.status = "succeeded"
-    write_run(wh, record)
-    return result
+    """`voxlake ingest` as the CLI runs it (the outcomes are written by the run's reconcile step)."""
+    return execute(spark, config, wh, "ingest").results["ingest"]
 
 
 def bronze(spark, wh):

@@ -5,7 +5,7 @@ import dataclasses
 import re
 
 import pytest
-from conftest import REPO, quarantine_rows
+from conftest import REPO, assert_invariant, quarantine_rows
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
@@ -30,6 +30,7 @@ def assert_conservation(spark, wh):
         assert in_gold != (b["uri"] in quarantine), b["uri"]
         for q in quarantine.get(b["uri"], []):
             assert q["error_code"] and q["reason"], q
+    assert_invariant(spark, wh)
     return gold, quarantine
 
 
@@ -76,7 +77,7 @@ def test_second_run_creates_no_new_versions(spark, corpus_copy):
 
 
 @pytest.mark.slow
-def test_failed_critical_check_blocks_publishing(spark, corpus_copy):
+def test_failed_critical_check_blocks_publishing(spark, corpus_copy, tmp_path):
     wh = corpus_copy["warehouse"]
     before = (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(FILE_STATE))
     # a recipe change re-judges every row; the batch's mean DNSMOS cannot reach 4.9
@@ -85,19 +86,41 @@ def test_failed_critical_check_blocks_publishing(spark, corpus_copy):
     assert outcome.results["publish"].candidates > 0
     assert outcome.exit_code == 1
     assert outcome.results["publish"].blocked
-    assert (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS), wh.table_version(FILE_STATE)) == before
+    # gold is unchanged (the whole batch is judged before any chunk commits)
+    assert (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS)) == before[:2]
     last = sorted(rows(spark, wh, RUNS), key=lambda r: r["started_at"])[-1]
     assert last["status"] == "blocked" and last["validation_success"] is False
     assert "mean_dnsmos_in_range" in last["message"]
+    # the batch's files gold does not hold wait with the reason; curated files stay curated
+    state = rows(spark, wh, FILE_STATE)
+    waiting = [r for r in state if r["status"] == "pending"]
+    assert waiting and all(r["error_code"] == "PUBLISH_BLOCKED" and last["run_id"] in r["reason"]
+                           and f"--accept {last['run_id']}" in r["reason"] for r in waiting)
+    assert outcome.results["invariant"].holds and outcome.results["invariant"].pending == len(waiting)
+    from jobs.commandline.runner import write_report
+
+    write_report(spark, corpus_copy["config"], wh, str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text()
+    assert "Publishing is blocked" in page and f"voxlake publish --accept {last['run_id']}" in page
+    # the next night, with nothing new, is blocked the same way (a systemic failure is not forgotten)
+    again = rerun(spark, corpus_copy, publish={"recipe": {"snr_db_min": 5.5}, "critical": {"mean_dnsmos_min": 4.9}})
+    assert again.exit_code == 1 and (wh.table_version(UTTERANCES), wh.table_version(SEGMENTS)) == before[:2]
+    # an operator who reviewed the batch accepts it: published under the new recipe, nothing left pending
+    blocked_id = sorted(rows(spark, wh, RUNS), key=lambda r: r["started_at"])[-1]["run_id"]
+    accepted = execute(spark, with_overrides(corpus_copy["config"], {
+        "publish": {"recipe": {"snr_db_min": 5.5}, "critical": {"mean_dnsmos_min": 4.9},
+                    "accept_run": blocked_id}}), wh, "publish")
+    assert accepted.exit_code == 0 and not accepted.results["publish"].blocked
+    assert accepted.results["invariant"].holds and accepted.results["invariant"].pending == 0
+    assert f"accepted the batch run {blocked_id} blocked" in accepted.record.message
+    assert_conservation(spark, wh)
 
 
 @pytest.mark.slow
 def test_changing_a_row_threshold_moves_rows_and_keeps_conservation(spark, corpus_copy):
     wh = corpus_copy["warehouse"]
     gold_before = {r["audio_id"]: r["dnsmos_ovrl"] for r in rows(spark, wh, UTTERANCES)}
-    # (the rejected-share limit is lifted: without the corpus, the samples alone are nearly all below it)
-    strict = rerun(spark, corpus_copy, publish={"recipe": {"dnsmos_ovrl_min": 3.3},
-                                                     "critical": {"max_rejected_share": 1.0}})
+    strict = rerun(spark, corpus_copy, publish={"recipe": {"dnsmos_ovrl_min": 3.3}})
     assert strict.exit_code == 0
     gold_strict, quarantine = assert_conservation(spark, wh)
     moved = {a for a, ovrl in gold_before.items() if ovrl < 3.3}

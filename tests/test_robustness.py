@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from audio_factory import tone, write_wav
-from conftest import REPO, copy_of, quarantine_rows
+from conftest import REPO, assert_invariant, copy_of, quarantine_rows
 
 from jobs.commandline.runner import execute
 from jobs.config import load_config
@@ -111,8 +112,40 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(spark, misbeha
 
 
 @pytest.mark.slow
+def test_three_worker_killing_files_in_one_task_cost_three_files_not_the_job(tmp_path):
+    """Eight files in one task (one core), three of which kill their worker every time: Spark's four task
+    attempts cannot absorb the deaths, the job is run again from the markers, and `voxlake run` ends with
+    exit 0, the three WORKER_CRASHED and the other five annotated; each death is a line, not a stack."""
+    src = tmp_path / "audio"
+    for i in range(5):
+        write_wav(src / f"good_{i}.wav", tone(220 + 30 * i, 1.0))
+    for tag in "abc":
+        write_wav(src / f"poison_{tag}.wav", tone(600 + ord(tag), 1.0))
+    config = tmp_path / "poison.yaml"
+    config.write_text(yaml.safe_dump({
+        "spark": {"master": "local[1,4]"},  # one task holds all eight files, four attempts
+        "annotate": {"annotators": ["levels", "crashy"], "plugins": PLUGINS, "params": {"crashy": {"marker": "poison_"}}},
+        "publish": RELAXED_PUBLISH}))
+    wh = tmp_path / "wh"
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "run", "--config", str(config), "--warehouse", str(wh),
+                           "--source", str(src)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = subprocess.run([sys.executable, "-m", "jobs.cli", "sql", "--warehouse", str(wh), "--format", "json",
+                           "SELECT b.uri, s.decode.error_code AS code, s.levels.status AS levels FROM "
+                           "bronze.audio_files b JOIN silver.annotations s USING (audio_id)"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    got = {r["uri"].rsplit("/", 1)[1]: r for r in map(json.loads, rows.stdout.splitlines())}
+    assert {n for n, r in got.items() if r["code"] == "WORKER_CRASHED"} == {f"poison_{t}.wav" for t in "abc"}, got
+    assert all(got[f"good_{i}.wav"]["levels"] == "ok" for i in range(5)), got
+    assert "running it again" in proc.stderr  # the task's attempts ran out: the job was run again
+    assert "\tat " not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    assert len(proc.stderr.splitlines()) <= 40, proc.stderr
+
+
+@pytest.mark.slow
 def test_every_file_is_in_one_place_after_the_misbehaving_run(spark, misbehaving):
     wh = misbehaving["wh"]
+    assert_invariant(spark, wh)
     gold = {r["audio_id"] for r in table(spark, wh, UTTERANCES)}
     state = {r["uri"]: r for r in table(spark, wh, FILE_STATE)}
     for b in table(spark, wh, BRONZE):
@@ -210,7 +243,13 @@ def test_make_run_logs_no_single_partition_warning_and_fits_on_a_screen(tmp_path
     assert len(console) <= 50, "\n".join(console)
     for noise in ("great_expectations", "NativeCodeLoader", "log4j profile", "resolves to a loopback"):
         assert noise not in proc.stderr, noise
+    # a healthy run: no ERROR or WARN line from Spark (its console lines read "HH:MM:SS LEVEL Logger: ...")
+    spark_lines = [line for line in proc.stderr.splitlines()
+                   if re.match(r"\d\d:\d\d:\d\d (ERROR|WARN) [A-Z]\w*: ", line)]
+    assert not spark_lines, "\n".join(spark_lines)
     assert "data docs         file://" in proc.stdout
+    assert "file outcomes     11 files: 3 curated, 8 quarantined (0 deleted), 0 pending; each in exactly one place" \
+        in proc.stdout
 
 
 def test_levels_matches_pyloudnorm_and_measures_eight_channels():

@@ -44,6 +44,14 @@ def test_pyspark_internals(spark, tmp_path):
     assert internals.class_loadable(spark, "io.delta.sql.DeltaSparkSessionExtension")
     assert not internals.class_loadable(spark, "no.such.Class")
     assert internals.jvm_heap_used_bytes(spark) > 0
+    # the query-context loggers are still the ones a failing query writes to
+    import inspect
+
+    from pyspark.errors.exceptions import base
+
+    source = inspect.getsource(base)
+    gone = [name for name in internals.QUERY_CONTEXT_LOGGERS if f'getLogger("{name}")' not in source]
+    assert not gone, _changed("pyspark", door, gone)
 
 
 def test_faster_whisper_internals():
