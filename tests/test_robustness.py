@@ -192,7 +192,7 @@ def test_a_killed_annotate_keeps_its_committed_chunks_and_the_rerun_does_the_res
     overrides = {"warehouse": str(tmp_path / "wh"),
                  "annotate": {"annotators": ["levels", "sleepy"], "plugins": PLUGINS, "files_per_batch": 2,
                               "commit_every_s": 4, "params": {"sleepy": {"seconds": 0.3}}},
-                 "run": {"dead_after_s": 0}, "publish": RELAXED_PUBLISH}
+                 "publish": RELAXED_PUBLISH}  # the killed run is dead at once: its pid is gone, on this host
     config = load_config(overrides=overrides, sources=[str(src)])
     wh = Warehouse(spark, config.warehouse)
     execute(spark, config, wh, "ingest")
