@@ -82,6 +82,7 @@ def test_config_mistakes_exit_2_naming_the_key_and_the_closest_one(tmp_path):
                                            "'annotate.commit_every_s'?",
         "ingest:\n  files_per_task: many\n": "config key 'ingest.files_per_task' must be integer, not str",
         "publish:\n  recipe:\n    snr_db_mni: 3\n": "did you mean 'publish.recipe.snr_db_min'?",
+        "run:\n  dead_after_s: 0\n": "run.dead_after_s (0) must be larger than run.heartbeat_s (30)",
     }
     for i, (text, expected) in enumerate(cases.items()):
         cfg = tmp_path / f"c{i}.yaml"

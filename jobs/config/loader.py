@@ -65,6 +65,10 @@ def config_from_tree(tree: dict, sources=(), manifests=(), origin: str = "") -> 
         raise ConfigError(f"invalid configuration{origin}:\n  " + "\n  ".join(errors))
     if not tree.get("warehouse"):
         raise ConfigError("no warehouse given: pass --warehouse DIR or set 'warehouse' in the config")
+    run = tree["run"]
+    if run["dead_after_s"] <= run["heartbeat_s"]:  # every run would count as dead (and fence itself off)
+        raise ConfigError(f"invalid configuration{origin}: run.dead_after_s ({run['dead_after_s']}) must be larger "
+                          f"than run.heartbeat_s ({run['heartbeat_s']})")
     return dataclasses.replace(_build(Config, tree), sources=tuple(sources or ()), manifests=tuple(manifests or ()))
 
 
