@@ -99,6 +99,13 @@ def _gold_uris(spark, warehouse: Warehouse):
         "uris", F.array().cast("array<string>")))).alias("uri")).distinct()
 
 
+def _segments_without_gold(spark, warehouse: Warehouse):
+    """The audio ids that have segments but no gold row (one row each)."""
+    gold_ids = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
+    return spark.read.format("delta").load(warehouse.path(SEGMENTS)).select("audio_id").distinct().join(
+        gold_ids, "audio_id", "left_anti")
+
+
 def _remove_unstandable_gold(spark, warehouse: Warehouse, run_id: str) -> int:
     """Delete the gold rows whose audio no live file holds, whose audio fails to decode, or that list a
     URI no longer holding that audio, with their segments, and every segment whose audio gold does not
@@ -113,8 +120,7 @@ def _remove_unstandable_gold(spark, warehouse: Warehouse, run_id: str) -> int:
     no_decode = spark.read.format("delta").load(warehouse.path(SILVER)).where(
         "decode.status = 'failed'").select("audio_id")
     gold_ids = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
-    orphans = spark.read.format("delta").load(warehouse.path(SEGMENTS)).select("audio_id").join(
-        gold_ids, "audio_id", "left_anti")
+    orphans = _segments_without_gold(spark, warehouse)
     doomed = (stale_uri.unionByName(gold_ids.join(no_decode, "audio_id", "left_semi"))
               .select("audio_id", F.lit(True).alias("in_gold"))
               .unionByName(orphans.select("audio_id", F.lit(False).alias("in_gold")))
@@ -224,9 +230,7 @@ def _check(spark, warehouse: Warehouse) -> Invariant:
         "deleted_not_not_found": deleted & ~(
             (F.col("status") == outcomes.QUARANTINED) & (F.col("error_code") == str(ErrorCode.NOT_FOUND))),
     }
-    segments = spark.read.format("delta").load(warehouse.path(SEGMENTS)).select("audio_id").distinct()
-    gold_ids = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
-    orphan_segments = segments.join(gold_ids, "audio_id", "left_anti").count()
+    orphan_segments = _segments_without_gold(spark, warehouse).count()
     counts = rows.agg(
         F.count(F.when(known, 1)).alias("files"),
         F.count(F.when(known & (F.col("status") == outcomes.CURATED), 1)).alias("curated"),
