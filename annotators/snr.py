@@ -73,39 +73,43 @@ class Snr(Annotator):
     ]
 
     def annotate(self, item: AudioItem) -> dict:
-        x, sr = item.samples, item.sample_rate
-        segments = item.upstream["vad"]["speech_segments"]
-        # VAD boundaries are soft: keep `guard_s` away from speech when measuring noise
-        guard = int(self.params["guard_s"] * sr) / sr
-        widened = [{"start_s": max(0.0, s["start_s"] - guard), "end_s": s["end_s"] + guard} for s in segments]
-        frame = int(FRAME_S * sr)
-        n_frames = len(x) // frame
-        power = np.empty(n_frames)
-        in_speech = np.empty(n_frames, bool)
-        in_noise = np.empty(n_frames, bool)
-        # CHUNK_FRAMES frames at a time: the masks and float64 squares of a whole long file are GBs
-        for f0 in range(0, n_frames, CHUNK_FRAMES):
-            f1 = min(n_frames, f0 + CHUNK_FRAMES)
-            a, b = f0 * frame, f1 * frame
-            power[f0:f1] = np.mean(np.square(x[a:b].reshape(f1 - f0, frame), dtype=np.float64), axis=1)
-            in_speech[f0:f1] = speech_mask(b - a, sr, segments, start=a).reshape(f1 - f0, frame).all(axis=1)
-            in_noise[f0:f1] = ~speech_mask(b - a, sr, widened, start=a).reshape(f1 - f0, frame).any(axis=1)
-        p_speech = float(power[in_speech].mean()) if in_speech.any() else 0.0
-        # a low percentile resists breaths and clicks left in the gaps (for stationary noise it is
-        # within 0.5 dB of the mean power: 20 ms frames at 16 kHz average 320 samples)
-        p_noise = float(np.percentile(power[in_noise], self.params["noise_percentile"])) if in_noise.any() else 0.0
-        out = {"speech_dbfs": db(p_speech), "noise_dbfs": db(p_noise)}
-        enough = (in_speech.sum() * FRAME_S >= self.params["min_speech_s"]
-                  and in_noise.sum() * FRAME_S >= self.params["min_noise_s"])
-        if enough and p_noise > 1e-10 and p_speech > p_noise:
-            return {**out, "snr_db": float(10 * np.log10((p_speech - p_noise) / p_noise)), "method": "vad"}
-        step = CHUNK_FRAMES * frame
-        speech_only = int(speech_before(np.array([len(x)]), sr, segments, len(x))[0]) >= sr
+        return measure_snr(item.samples, item.sample_rate, item.upstream["vad"]["speech_segments"], self.params)
 
-        def chunks():  # the speech samples when there is a second of them, else the whole signal
-            for a in range(0, len(x), step):
-                piece = x[a: a + step]
-                yield piece[speech_mask(len(piece), sr, segments, start=a)] if speech_only else piece
 
-        blind = wada_snr(chunks)
-        return {**out, "snr_db": blind, "method": "wada" if blind is not None else None}
+def measure_snr(x: np.ndarray, sr: int, segments: list[dict], params: dict) -> dict:
+    """snr_db, method, speech_dbfs and noise_dbfs of `x` with its VAD `segments` (seconds from x's start):
+    the file's measure, and each clip's on its own span (annotators.clips)."""
+    # VAD boundaries are soft: keep `guard_s` away from speech when measuring noise
+    guard = int(params["guard_s"] * sr) / sr
+    widened = [{"start_s": max(0.0, s["start_s"] - guard), "end_s": s["end_s"] + guard} for s in segments]
+    frame = int(FRAME_S * sr)
+    n_frames = len(x) // frame
+    power = np.empty(n_frames)
+    in_speech = np.empty(n_frames, bool)
+    in_noise = np.empty(n_frames, bool)
+    # CHUNK_FRAMES frames at a time: the masks and float64 squares of a whole long file are GBs
+    for f0 in range(0, n_frames, CHUNK_FRAMES):
+        f1 = min(n_frames, f0 + CHUNK_FRAMES)
+        a, b = f0 * frame, f1 * frame
+        power[f0:f1] = np.mean(np.square(x[a:b].reshape(f1 - f0, frame), dtype=np.float64), axis=1)
+        in_speech[f0:f1] = speech_mask(b - a, sr, segments, start=a).reshape(f1 - f0, frame).all(axis=1)
+        in_noise[f0:f1] = ~speech_mask(b - a, sr, widened, start=a).reshape(f1 - f0, frame).any(axis=1)
+    p_speech = float(power[in_speech].mean()) if in_speech.any() else 0.0
+    # a low percentile resists breaths and clicks left in the gaps (for stationary noise it is
+    # within 0.5 dB of the mean power: 20 ms frames at 16 kHz average 320 samples)
+    p_noise = float(np.percentile(power[in_noise], params["noise_percentile"])) if in_noise.any() else 0.0
+    out = {"speech_dbfs": db(p_speech), "noise_dbfs": db(p_noise)}
+    enough = (in_speech.sum() * FRAME_S >= params["min_speech_s"]
+              and in_noise.sum() * FRAME_S >= params["min_noise_s"])
+    if enough and p_noise > 1e-10 and p_speech > p_noise:
+        return {**out, "snr_db": float(10 * np.log10((p_speech - p_noise) / p_noise)), "method": "vad"}
+    step = CHUNK_FRAMES * frame
+    speech_only = int(speech_before(np.array([len(x)]), sr, segments, len(x))[0]) >= sr
+
+    def chunks():  # the speech samples when there is a second of them, else the whole signal
+        for a in range(0, len(x), step):
+            piece = x[a: a + step]
+            yield piece[speech_mask(len(piece), sr, segments, start=a)] if speech_only else piece
+
+    blind = wada_snr(chunks)
+    return {**out, "snr_db": blind, "method": "wada" if blind is not None else None}

@@ -6,8 +6,9 @@ VAD's speech are embedded. The file's `embedding` is their L2-normalised mean (2
 
 Inside the file, the partial embeddings are clustered (agglomerative, average linkage on cosine
 distance, scikit-learn) with `threshold` as the distance at which clusters stop merging; a cluster
-holding less than `min_speaker_share` of the speech windows is merged into its nearest large one (a
-cough or a laugh is not a speaker). `n_speakers` counts the clusters left; `turns` are the runs of
+holding less than `min_speaker_share` of the speech windows, and less than `min_speaker_s` of speech, is
+merged into its nearest large one (a cough or a laugh is not a speaker; in a long recording a guest who
+speaks for a minute is, however long the host talks: the clips annotator needs their turns). `n_speakers` counts the clusters left; `turns` are the runs of
 consecutive windows with one label. There is no overlap detection: two voices at once go to one of them.
 The threshold was tuned on the corpus's multi-speaker recordings (bench `speakers`).
 """
@@ -41,7 +42,8 @@ TURN = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float6
                   pa.field("speaker", pa.int32())])
 
 
-def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_windows: int = 0) -> np.ndarray:
+def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_windows: int = 0,
+                    min_windows: int = 0) -> np.ndarray:
     """Labels 0..k-1 (by first appearance) for unit-norm window embeddings.
 
     Agglomerative clustering needs all pairwise distances (n² memory and time: 2.9 GB of them for
@@ -51,7 +53,8 @@ def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_
         return np.zeros(len(embeds), dtype=np.int32)
     if max_windows and len(embeds) > max_windows:
         sample = embeds[np.linspace(0, len(embeds) - 1, max_windows).round().astype(int)]
-        labels = cluster_windows(sample, threshold, min_share)
+        labels = cluster_windows(sample, threshold, min_share,
+                                 min_windows=int(np.ceil(min_windows * max_windows / len(embeds))) if min_windows else 0)
         centroids = np.stack([sample[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)])
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
         return first_appearance(np.argmax(embeds @ centroids.T, axis=1))
@@ -60,7 +63,10 @@ def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_
     raw = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
                                   linkage="average").fit_predict(embeds)
     sizes = np.bincount(raw)
-    large = np.flatnonzero(sizes >= max(1.0, min_share * len(embeds)))
+    floor = min_share * len(embeds)
+    if min_windows:  # in a long recording a guest who speaks a few minutes is a speaker, however long the host talks
+        floor = min(floor, min_windows)
+    large = np.flatnonzero(sizes >= max(1.0, floor))
     if len(large) == 0:
         large = np.array([int(np.argmax(sizes))])
     centroids = np.stack([embeds[raw == c].mean(axis=0) for c in large])
@@ -110,10 +116,12 @@ def turns_from_labels(centers: np.ndarray, labels: np.ndarray, step_s: float) ->
 
 class Speakers(Annotator):
     name = "speakers"
-    version = "1.2.0"  # 1.1: long files in bounded memory; 1.2: the encoder in onnxruntime on CPU
+    # 1.1: long files in bounded memory; 1.2: the encoder in onnxruntime on CPU; 1.3: min_speaker_s
+    version = "1.3.0"
     requires = ("vad",)
     resources = Resources(cpu_threads=1, gpu=True)
-    default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speech_window": 0.5,
+    default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speaker_s": 8.0,
+                      "min_speech_window": 0.5,
                       "max_cluster_windows": 2000,  # 13 min of speech at rate 2.5
                       "cache_dir": ".deps/models"}  # where the encoder's ONNX export is kept
     fields = [
@@ -187,7 +195,8 @@ class Speakers(Annotator):
             raise SkipAnnotation(ErrorCode.TOO_SHORT, "no 1.6 s window is half speech")
         mean = embeds.mean(axis=0)
         labels = cluster_windows(embeds, self.params["threshold"], self.params["min_speaker_share"],
-                                 self.params["max_cluster_windows"])
+                                 min_windows=int(np.ceil(self.params["min_speaker_s"] * self.params["rate"])),
+                                 max_windows=self.params["max_cluster_windows"])
         return {
             "embedding": (mean / np.linalg.norm(mean)).astype(np.float32).tolist(),
             "n_speakers": int(labels.max()) + 1,

@@ -76,6 +76,30 @@ def repeated_ngrams(words: list[str], n: int = 3, min_repeats: int = 3) -> bool:
     return max(counts.values()) >= min_repeats
 
 
+@functools.lru_cache(maxsize=2)
+def language_detector(low_accuracy: bool = True):
+    """lingua's detector over every language, loaded once per process (text and clips share it).
+    Low-accuracy mode (trigram models only): a fraction of the full models' load time and memory per
+    worker, and accurate on sentence-length transcripts; very short texts get no text-side opinion."""
+    from lingua import LanguageDetectorBuilder
+
+    builder = LanguageDetectorBuilder.from_all_languages()
+    if low_accuracy:
+        builder = builder.with_low_accuracy_mode()
+    return builder.with_preloaded_language_models().build()
+
+
+def text_language(detector, text: str) -> tuple[str | None, float | None]:
+    """lingua's best language (ISO 639-1) and its confidence; None for too little text."""
+    if len(normalize(text)) < 8:
+        return None, None  # too little text for a text-side opinion
+    values = detector.compute_language_confidence_values(text)
+    if not values:
+        return None, None
+    best = values[0]
+    return best.language.iso_code_639_1.name.lower(), float(best.value)
+
+
 class Text(Annotator):
     name = "text"
     version = "2.0.0"  # 2: PII by annotators.pii, WER with Whisper's normalisers
@@ -110,15 +134,7 @@ class Text(Annotator):
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
-        from lingua import LanguageDetectorBuilder
-
-        # Low-accuracy mode (trigram models only): a fraction of the full models' load time and memory
-        # per worker, and accurate on sentence-length transcripts; very short texts get no text-side
-        # opinion anyway.
-        builder = LanguageDetectorBuilder.from_all_languages()
-        if self.params["lingua_low_accuracy"]:
-            builder = builder.with_low_accuracy_mode()
-        self.detector = builder.with_preloaded_language_models().build()
+        self.detector = language_detector(self.params["lingua_low_accuracy"])
 
     def annotate(self, item: AudioItem) -> dict:
         asr = item.upstream["asr"]
@@ -155,13 +171,7 @@ class Text(Annotator):
         }
 
     def _language(self, text: str) -> tuple[str | None, float | None]:
-        if len(normalize(text)) < 8:
-            return None, None  # too little text for a text-side opinion
-        values = self.detector.compute_language_confidence_values(text)
-        if not values:
-            return None, None
-        best = values[0]
-        return best.language.iso_code_639_1.name.lower(), float(best.value)
+        return text_language(self.detector, text)
 
     @staticmethod
     def _pii(segments: list[dict], language: str | None) -> list[dict]:

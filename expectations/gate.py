@@ -1,6 +1,6 @@
 """The publish gate: Great Expectations suites from the reviewable YAML files beside this module.
 
-Row suite: each expectation becomes a Spark condition, so every row's failed expectation names are a
+Row suites (files.yaml per file, clips.yaml per clip): each expectation becomes a Spark condition, so every row's failed expectation names are a
 column computed in the executors (nothing per row travels to the driver, whatever the batch size). GX
 validates the same suite on the batch with a bounded result format for the Data Docs, and its
 unexpected counts must equal the Spark ones (a disagreement is a bug and stops the run).
@@ -19,7 +19,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).resolve().parent
-PLACEHOLDER = re.compile(r"^\$\{(recipe|critical)\.([A-Za-z0-9_]+)\}$")
+PLACEHOLDER = re.compile(r"^\$\{(recipe|critical|clips)\.([A-Za-z0-9_]+)\}$")
 
 
 @dataclass
@@ -31,7 +31,7 @@ class GateResult:
 
 
 def load_suite_spec(name: str, values: dict[str, dict]) -> dict:
-    """Read expectations/<name>.yaml and fill ${recipe.X} / ${critical.X} from the config."""
+    """Read expectations/<name>.yaml and fill ${recipe.X} / ${critical.X} / ${clips.X} from `values`."""
     spec = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
 
     def fill(v):

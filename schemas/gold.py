@@ -1,4 +1,4 @@
-"""gold.utterances and gold.segments: curated, flat, SQL-friendly (partitioned by language)."""
+"""gold.utterances, gold.segments and gold.clips: curated, flat, SQL-friendly (partitioned by language)."""
 from __future__ import annotations
 
 from pyspark.sql.types import (
@@ -34,6 +34,8 @@ UTTERANCE_COLUMNS = [
     ("n_speakers", IntegerType(), True), ("speaker_cluster_id", StringType(), True),
     ("music_ratio", DoubleType(), True), ("event_top", StringType(), True), ("distillmos", DoubleType(), True),
     ("plcmos", DoubleType(), True), ("duplicate_group_id", StringType(), True),
+    # added with clips: how many of the file's clips gold.clips holds, and their seconds
+    ("clips_curated", IntegerType(), True), ("curated_s", DoubleType(), True),
 ]
 UTTERANCES_SCHEMA = StructType([StructField(n, t, nullable) for n, t, nullable in UTTERANCE_COLUMNS])
 
@@ -53,7 +55,40 @@ SEGMENTS_SCHEMA = StructType([
     StructField("words", ArrayType(WORD)),
 ])
 
+# One row per curated clip (annotators.clips cut it, the clip suite passed it): the training unit.
+CLIPS_SCHEMA = StructType([
+    StructField("clip_id", StringType(), False),  # <audio_id>-<start ms>-<end ms>
+    StructField("audio_id", StringType(), False),
+    StructField("uri", StringType(), False),
+    StructField("start_s", DoubleType(), False),
+    StructField("end_s", DoubleType(), False),
+    StructField("duration_s", DoubleType(), False),
+    StructField("language", StringType(), False),
+    StructField("language_prob", DoubleType()),
+    StructField("text", StringType(), False),
+    StructField("words", ArrayType(WORD)),  # times relative to the clip's start
+    StructField("speaker", StringType()),  # the manifest's speaker (as in gold.utterances)
+    StructField("speaker_label", IntegerType()),  # the file-local label of the clip's main speaker
+    StructField("speaker_cluster_id", StringType()),  # the archive-wide cluster, where `link` can tell
+    StructField("speaker_purity", DoubleType()),
+    StructField("snr_db", DoubleType()),
+    StructField("dnsmos_ovrl", DoubleType()),
+    StructField("distillmos", DoubleType()),
+    StructField("speech_ratio", DoubleType()),
+    StructField("music_ratio", DoubleType()),
+    StructField("mean_word_prob", DoubleType()),
+    StructField("avg_logprob", DoubleType()),
+    StructField("words_per_s", DoubleType()),
+    StructField("has_pii", BooleanType()),
+    StructField("whole_file", BooleanType()),  # the recording is this one clip
+    StructField("recipe_hash", StringType(), False),
+    StructField("clip_params_hash", StringType(), False),
+    StructField("published_at", TimestampType()),
+    StructField("publish_run_id", StringType()),
+])
+
 UTTERANCES = TableSpec("gold", "utterances", UTTERANCES_SCHEMA, ("language",))
+CLIPS = TableSpec("gold", "clips", CLIPS_SCHEMA, ("language",))
 SEGMENTS = TableSpec("gold", "segments", SEGMENTS_SCHEMA, ("language",))
 
 # Delta CHECK constraints: the last line of defence if a suite is loosened by mistake.
@@ -65,4 +100,5 @@ CONSTRAINTS = {
         "transcript_not_empty": "length(transcript) > 0",
     },
     SEGMENTS: {"segment_times": "start_s IS NULL OR end_s IS NULL OR end_s >= start_s"},
+    CLIPS: {"clip_times": "end_s > start_s", "clip_text": "length(text) > 0"},
 }

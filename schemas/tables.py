@@ -70,6 +70,23 @@ OPS_FILE_STATE = StructType(
     ]
 )
 
+OPS_CLIP_STATE = StructType(
+    [
+        _f("clip_id", StringType(), False),
+        _f("audio_id", StringType(), False),
+        _f("uri", StringType(), True, "one of the URIs holding the audio"),
+        _f("start_s", DoubleType()),
+        _f("end_s", DoubleType()),
+        _f("duration_s", DoubleType()),
+        _f("status", StringType(), False, "curated (in gold.clips) | quarantined"),
+        _f("failed_expectations", ArrayType(StringType()), True, "the clip's and its file's"),
+        _f("recipe_hash", StringType()),
+        _f("clip_params_hash", StringType(), True, "the clip rules that cut it"),
+        _f("run_id", StringType()),
+        _f("decided_at", TimestampType()),
+    ]
+)
+
 OPS_RUNS = StructType(
     [
         _f("run_id", StringType(), False),
@@ -107,6 +124,7 @@ class TableSpec:
 BRONZE = TableSpec("bronze", "audio_files", BRONZE_AUDIO_FILES)
 FILE_STATE = TableSpec("ops", "file_state", OPS_FILE_STATE)
 RUNS = TableSpec("ops", "runs", OPS_RUNS)
+CLIP_STATE = TableSpec("ops", "clip_state", OPS_CLIP_STATE)
 
 ALL_TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS)
 

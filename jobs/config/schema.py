@@ -14,6 +14,13 @@ import typing
 from typing import Any, Literal
 
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+# keys that were replaced: their error says where the setting went
+MOVED = {
+    "publish.recipe.duration_s_min": "clips.min_s (clips are the unit of curation; annotate.max_duration_s "
+                                     "stays the processing ceiling)",
+    "publish.recipe.duration_s_max": "clips.max_s (clips are the unit of curation; annotate.max_duration_s "
+                                     "stays the processing ceiling)",
+}
 
 
 def type_schema(hint) -> dict:
@@ -62,6 +69,9 @@ def config_errors(raw: dict, settings_class) -> list[str]:
             known = sorted(err.schema["properties"])
             for key in sorted(set(err.instance) - set(known)):
                 dotted = f"{where}.{key}" if where else key
+                if dotted in MOVED:
+                    messages.append(f"config key '{dotted}' was replaced by {MOVED[dotted]}")
+                    continue
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
                 hint = f"; did you mean '{(where + '.') if where else ''}{close[0]}'?" if close else \
                     f"; known keys here: {', '.join(known)}"

@@ -102,17 +102,27 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
+class ClipsSettings:
+    """How recordings are cut into clips (annotators.clips), the unit of curation."""
+
+    min_s: float
+    max_s: float
+    pad_s: float
+    min_pause_s: float
+    split_pause_s: float
+    split_on_speaker_change: bool
+
+
+@dataclass(frozen=True)
 class QualitySettings:
     docs_dir: str | None
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The curation recipe: the values of expectations/rows.yaml's ${recipe.X} placeholders. A null
-    threshold switches its check off."""
+    """The curation recipe: the values of the ${recipe.X} placeholders of expectations/files.yaml and
+    clips.yaml. A null threshold switches its check off."""
 
-    duration_s_min: float | None
-    duration_s_max: float | None
     sample_rate_min: float | None
     effective_hz_min: float | None
     speech_ratio_min: float | None
@@ -123,6 +133,7 @@ class Recipe:
     quarantine_pii: bool | None
     music_ratio_max: float | None
     max_speakers: int | None
+    speaker_purity_min: float | None  # with max_speakers 1: a clip's share of speech by its main speaker
     dedup: bool | None
     optional_annotators: list[str]
 
@@ -169,6 +180,7 @@ class Settings:
     report: ReportSettings
     export: ExportSettings
     quality: QualitySettings
+    clips: ClipsSettings
     publish: PublishSettings
 
 

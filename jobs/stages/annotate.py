@@ -12,6 +12,7 @@ file leaves quarantine then.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -65,6 +66,8 @@ def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, st
     cfg = config.annotate
     plugins = register_plugins(config)
     params = {k: dict(v) for k, v in cfg.params.items()}
+    if "clips" in cfg.annotators:  # the cutting rules are the config's `clips:` section
+        params["clips"] = {**params.get("clips", {}), **dataclasses.asdict(config.clips)}
     if "asr" in cfg.annotators:
         # asr's model cache, resolved against the driver's working directory (the resolved path is part of
         # its params_hash, as it always was: results stay current)

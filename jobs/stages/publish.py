@@ -7,10 +7,13 @@ was made under this recipe, for this silver row version, and for the audio's cur
 fields (`decision_key`): new bytes at a URI, a new URI of known audio, a URI gone, an edited manifest
 field, a recomputed annotator or another recipe all make it stale. (Gold rows of audio no live file
 holds any more are removed by the run's reconcile step: jobs.warehouse.reconcile.)
-Process: the row suite as Spark conditions (expectations/gate.py), then the critical table suite over
-the whole batch (or, for a small batch, the archive).
-Commit: one MERGE into gold.utterances and one into gold.segments, then every URI's outcome (curated or
-quarantined with the failed expectations). A failed critical check commits nothing to gold, leaves the
+Process: the file suite (expectations/files.yaml) on each file and the clip suite (clips.yaml) on each of
+its candidate clips (annotators.clips cut them), as Spark conditions (expectations/gate.py); a clip passes
+when it and its file pass, a file is curated when one of its clips passes (otherwise it fails
+`no_clip_passed` and the clip failures most common among its clips). Then the critical table suite over
+the whole batch of files (or, for a small batch, the archive).
+Commit: one MERGE into gold.utterances, gold.segments and gold.clips each, then every URI's outcome
+(curated or quarantined with the failed expectations) and every clip's (ops.clip_state). A failed critical check commits nothing to gold, leaves the
 batch pending with the reason and exits 1; `--accept RUN_ID` publishes a reviewed blocked batch.
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ from expectations.gate import SUITES_DIR, Gate, load_suite_spec, with_row_failur
 from jobs.config import Config, ConfigError
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
 from jobs.warehouse import outcomes
-from jobs.warehouse.catalog import BRONZE, FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
+from jobs.warehouse.catalog import BRONZE, CLIP_STATE, CLIPS, FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
 from jobs.warehouse.ledger import RunRecord
 from jobs.warehouse.live import audio_view, live_files
 from jobs.warehouse.store import Warehouse
@@ -48,13 +51,28 @@ class PublishResult:
     docs_path: str | None = None
 
 
+SUITES = ("files.yaml", "clips.yaml", "table.yaml")
+NO_CLIP_PASSED = "no_clip_passed"
+
+
 def recipe_hash(config: Config) -> str:
-    """What a curation decision was made under: the recipe, the quality bands and the suites' text."""
+    """What a curation decision was made under: the recipe, the clip rules, the quality bands and the
+    suites' text."""
     cfg = config.publish
-    suites = "".join((SUITES_DIR / f).read_text() for f in ("rows.yaml", "table.yaml"))
+    suites = "".join((SUITES_DIR / f).read_text() for f in SUITES)
     blob = json.dumps({"recipe": dataclasses.asdict(cfg.recipe), "bands": dataclasses.asdict(cfg.quality_bands),
-                       "suites": suites}, sort_keys=True)
+                       "clips": dataclasses.asdict(config.clips), "suites": suites}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def suite_values(config: Config) -> dict:
+    """The values the suites' placeholders read: the recipe (and what it implies), the critical bounds and
+    the clip rules."""
+    recipe = dataclasses.asdict(config.publish.recipe)
+    recipe["single_speaker"] = recipe["max_speakers"] == 1  # speaker_purity_floor applies
+    recipe["speakers_limited"] = recipe["max_speakers"] is not None  # speakers_measured applies
+    return {"recipe": recipe, "critical": dataclasses.asdict(config.publish.critical),
+            "clips": dataclasses.asdict(config.clips)}
 
 
 def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
@@ -98,8 +116,29 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
         F.col("events.music_ratio").alias("music_ratio"), F.col("events.event_top").alias("event_top"),
         F.col("distillmos.mos").alias("distillmos"), F.col("quality.plcmos").alias("plcmos"),
         "duplicate_group_id", "duplicate_of",
+        F.col("clips.n_clips").alias("n_clips"),
         F.substring(F.sha2(key, 256), 1, 16).alias("decision_key"),
     )
+
+
+def clip_rows(spark, warehouse: Warehouse, files):
+    """One row per candidate clip of `files` (flat_rows), with the clip suite's inputs and gold.clips'
+    columns. The clip's speaker cluster is its file's when the file has one speaker (`link` clusters
+    files by their mean voice)."""
+    from pyspark.sql import functions as F
+
+    s = spark.read.format("delta").load(warehouse.path(SILVER)).where("clips.status = 'ok'").select(
+        "audio_id", F.col("clips.params_hash").alias("clip_params_hash"), F.explode("clips.clips").alias("c"))
+    ms = lambda c: F.round(F.col(c) * 1000).cast("long")  # noqa: E731
+    return files.select("audio_id", "uri", "speaker", "speaker_cluster_id", F.col("n_speakers").alias("_file_spk"),
+                        "recipe_hash").join(s, "audio_id").select(
+        "audio_id", "uri", "speaker", "recipe_hash", "clip_params_hash",
+        "c.clip_index", "c.start_s", "c.end_s", "c.duration_s", "c.language", "c.language_prob",
+        "c.language_agrees", "c.text", "c.words", "c.mean_word_prob", "c.avg_logprob", "c.speech_ratio",
+        "c.snr_db", "c.dnsmos_ovrl", "c.distillmos", "c.music_ratio", "c.clipping_ratio", "c.speaker_label",
+        "c.speaker_purity", "c.n_speakers", "c.words_per_s", "c.has_pii", "c.hallucination", "c.whole_file",
+        F.when(F.col("_file_spk") == 1, F.col("speaker_cluster_id")).alias("speaker_cluster_id"),
+    ).withColumn("clip_id", F.format_string("%s-%d-%d", F.col("audio_id"), ms("start_s"), ms("end_s")))
 
 
 def candidates(spark, warehouse: Warehouse, config: Config, rhash: str):
@@ -151,8 +190,9 @@ class PublishStage(Stage):
         super().__init__(ctx)
         cfg = self.config.publish
         self.rhash = recipe_hash(self.config)
-        values = {"recipe": dataclasses.asdict(cfg.recipe), "critical": dataclasses.asdict(cfg.critical)}
-        self.rows_spec, self.table_spec = load_suite_spec("rows", values), load_suite_spec("table", values)
+        values = suite_values(self.config)
+        self.files_spec, self.clips_spec = load_suite_spec("files", values), load_suite_spec("clips", values)
+        self.table_spec = load_suite_spec("table", values)
         self.staging = self.warehouse.staging("publish", self.record.run_id)
         self.result = PublishResult()
         self.gate = None
@@ -160,7 +200,7 @@ class PublishStage(Stage):
     def inputs(self) -> Inputs | None:
         if self.config.publish.accept_run:
             return None  # an acceptance always selects
-        return Inputs(tables=(BRONZE, SILVER, LINKS, FILE_STATE, UTTERANCES, SEGMENTS),
+        return Inputs(tables=(BRONZE, SILVER, LINKS, FILE_STATE, UTTERANCES, SEGMENTS, CLIPS, CLIP_STATE),
                       facts={"recipe_hash": self.rhash})
 
     def unchanged(self, recorded: dict) -> PublishResult:
@@ -173,9 +213,7 @@ class PublishStage(Stage):
         spark, warehouse = self.spark, self.warehouse
         accepted = self._accepted() if self.config.publish.accept_run else None
         # stage the judged batch: everything below reads one fixed snapshot
-        with_row_failures(candidates(spark, warehouse, self.config, self.rhash), self.rows_spec).write.format(
-            "delta").mode("overwrite").save(self.staging)
-        judged = spark.read.format("delta").load(self.staging)
+        judged = self._judge()
         counts = judged.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s")).first()
         n, total_s = int(counts["n"]), float(counts["s"] or 0.0)
         self.result = PublishResult(candidates=n)
@@ -184,11 +222,60 @@ class PublishStage(Stage):
             self.settled = True
             return None
         self.gate = Gate(quality_dir(self.config, warehouse.root))
-        _check_row_gate(self.gate, judged, self.rows_spec, self.result)  # once, over the whole batch
+        # GX checks each suite once, over the whole batch
+        _check_row_gate(self.gate, spark.read.format("delta").load(self.staging + "_files"), self.files_spec,
+                        "file_failed", self.result)
+        _check_row_gate(self.gate, spark.read.format("delta").load(self.staging + "_clips"), self.clips_spec,
+                        "clip_failed", self.result)
+        no_clip = judged.where(F.array_contains("failed_expectations", NO_CLIP_PASSED)).count()
+        if no_clip:
+            self.result.rejected_by[NO_CLIP_PASSED] = no_clip
         to_check = judged if accepted is None else judged.join(accepted, "audio_id", "left_anti")
         if self._blocked(to_check):
             return None
         return Work(judged, n, total_s)
+
+    def _judge(self):
+        """Judge the candidates and stage them (files, then their clips, then the files' verdicts), so that
+        everything after reads one fixed snapshot: `<staging>_files` (file suite), `<staging>_clips` (every
+        candidate clip, `rejected` and the failures of the clip and its file) and `<staging>` (the files,
+        `rejected` and failed_expectations, clips_curated, curated_s). Returns the staged files."""
+        from pyspark.sql import functions as F
+
+        spark, warehouse = self.spark, self.warehouse
+        none = F.array().cast("array<string>")
+        files = with_row_failures(candidates(spark, warehouse, self.config, self.rhash), self.files_spec)
+        files.withColumnRenamed("failed_expectations", "file_failed").drop("rejected").write.format(
+            "delta").mode("overwrite").save(self.staging + "_files")
+        files = spark.read.format("delta").load(self.staging + "_files")
+        clips = with_row_failures(clip_rows(spark, warehouse, files), self.clips_spec).withColumnRenamed(
+            "failed_expectations", "clip_failed").drop("rejected")
+        both = F.array_sort(F.array_distinct(F.concat(F.coalesce("clip_failed", none), F.coalesce("file_failed", none))))
+        clips = (clips.join(files.select("audio_id", "file_failed"), "audio_id")
+                 .withColumn("failed_expectations", F.when(F.size(both) > 0, both))
+                 .withColumn("rejected", F.when(F.size(both) > 0, 1).otherwise(0)).drop("file_failed"))
+        clips.write.format("delta").mode("overwrite").save(self.staging + "_clips")
+        clips = spark.read.format("delta").load(self.staging + "_clips")
+        # per file: its passing clips, and the clip failures most common among its clips
+        passed = clips.groupBy("audio_id").agg(
+            F.count(F.when(F.col("clip_failed").isNull(), 1)).alias("_clip_passes"),
+            F.count(F.when(F.col("rejected") == 0, 1)).cast("int").alias("clips_curated"),
+            F.sum(F.when(F.col("rejected") == 0, F.col("duration_s")).otherwise(0.0)).alias("curated_s"))
+        counted = clips.select("audio_id", F.explode("clip_failed").alias("name")).groupBy("audio_id", "name").count()
+        top = counted.groupBy("audio_id").agg(F.max("count").alias("_max")).join(counted, "audio_id").where(
+            "count = _max").groupBy("audio_id").agg(F.collect_set("name").alias("_top"))
+        no_clip = F.coalesce(F.col("_clip_passes"), F.lit(0)) == 0
+        failed = F.array_sort(F.array_distinct(F.concat(
+            F.coalesce("file_failed", none),
+            F.when(no_clip, F.concat(F.array(F.lit(NO_CLIP_PASSED)), F.coalesce("_top", none))).otherwise(none))))
+        judged = (files.join(passed, "audio_id", "left").join(top, "audio_id", "left")
+                  .withColumn("failed_expectations", F.when(F.size(failed) > 0, failed))
+                  .withColumn("rejected", F.when(F.size(failed) > 0, 1).otherwise(0))
+                  .withColumn("clips_curated", F.when(F.col("rejected") == 0, F.col("clips_curated")).otherwise(0))
+                  .withColumn("curated_s", F.when(F.col("rejected") == 0, F.col("curated_s")).otherwise(0.0))
+                  .drop("file_failed", "_clip_passes", "_top"))
+        judged.write.format("delta").mode("overwrite").save(self.staging)
+        return spark.read.format("delta").load(self.staging)
 
     def _accepted(self):
         """The audio of the batch `publish.accept_run` blocked (recorded by that run, see _blocked): the
@@ -241,7 +328,9 @@ class PublishStage(Stage):
 
     def commit_chunk(self, part, index: int, count: int, work: Work) -> bool:
         result = self.result
-        part_n, part_rejected = _publish_chunk(self.spark, self.warehouse, part, self.record)
+        clips = self.spark.read.format("delta").load(self.staging + "_clips").join(
+            part.select("audio_id"), "audio_id", "left_semi")
+        part_n, part_rejected = _publish_chunk(self.spark, self.warehouse, part, clips, self.record)
         result.published += part_n - part_rejected
         result.quarantined += part_rejected
         if count > 1:
@@ -260,8 +349,8 @@ class PublishStage(Stage):
         return result
 
     def close(self) -> None:
-        self.warehouse.remove(self.staging)
-        self.warehouse.remove(self.staging + "_archive")
+        for suffix in ("", "_archive", "_files", "_clips"):
+            self.warehouse.remove(self.staging + suffix)
 
 
 def run_publish(spark, config: Config, warehouse: Warehouse, record: RunRecord) -> PublishResult:
@@ -289,25 +378,30 @@ def archive_for(spark, warehouse: Warehouse, config: Config, rhash: str, batch, 
     return batch.select(*columns).unionByName(earlier.select(*columns))
 
 
-def _publish_chunk(spark, warehouse: Warehouse, part, record: RunRecord) -> tuple[int, int]:
-    """Commit one judged chunk (gold, segments, outcomes). Returns (judged, rejected)."""
+def _publish_chunk(spark, warehouse: Warehouse, part, clips, record: RunRecord) -> tuple[int, int]:
+    """Commit one judged chunk (gold, segments, clips, outcomes of files and clips). Returns (judged,
+    rejected)."""
     from pyspark.sql import functions as F
 
     counts = part.agg(F.count("*").alias("n"), F.sum("rejected").alias("r")).first()
     n, rejected = int(counts["n"]), int(counts["r"] or 0)
     if n:
         _merge_gold(spark, warehouse, part, record.run_id)
+        _merge_clips(spark, warehouse, part, clips, record.run_id)
         _record_outcomes(spark, warehouse, part, record.run_id)
+        _record_clip_outcomes(spark, warehouse, part, clips, record.run_id)
     return n, rejected
 
 
-def _check_row_gate(gate, judged, rows_spec: dict, result: PublishResult) -> None:
-    """Count rejections per expectation in Spark and check GX's counts agree (GX also writes Data Docs)."""
+def _check_row_gate(gate, judged, spec: dict, failed_column: str, result: PublishResult) -> None:
+    """Count rejections per expectation of `spec` in Spark (`failed_column`) and check GX's counts agree
+    (GX also writes Data Docs)."""
     from pyspark.sql import functions as F
 
-    spark_counts = {r["name"]: int(r["n"]) for r in judged.select(F.explode("failed_expectations").alias("name"))
+    spark_counts = {r["name"]: int(r["n"]) for r in judged.select(F.explode(failed_column).alias("name"))
                     .groupBy("name").agg(F.count("*").alias("n")).collect()}
-    gx = gate.validate_rows(judged.drop("failed_expectations", "rejected"), rows_spec)
+    inputs = {e["column"] for e in spec["expectations"]}
+    gx = gate.validate_rows(judged.select(*sorted(inputs)), spec)
     result.docs_path = gx.docs_path
     disagree = {k: (spark_counts.get(k, 0), v) for k, v in gx.unexpected.items() if spark_counts.get(k, 0) != v}
     if disagree:
@@ -361,6 +455,56 @@ def _merge_gold(spark, warehouse: Warehouse, judged, run_id: str) -> None:
             .whenMatchedDelete(condition="s._drop = 1")
             .whenMatchedUpdate(set={c: f"s.{c}" for c in seg_cols})
             .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in seg_cols})
+            .execute()
+        )
+
+
+def _merge_clips(spark, warehouse: Warehouse, judged, clips, run_id: str) -> None:
+    """gold.clips of the judged files: their passing clips upserted, every other clip of theirs deleted."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from schemas.gold import CLIPS_SCHEMA
+
+    cols = [f.name for f in CLIPS_SCHEMA.fields]
+    fresh = (clips.where("rejected = 0").withColumn("published_at", F.current_timestamp())
+             .withColumn("publish_run_id", F.lit(run_id)).select(*cols).withColumn("_drop", F.lit(0)))
+    existing = spark.read.format("delta").load(warehouse.path(CLIPS)).select("clip_id", "audio_id")
+    stale = (existing.join(judged.select("audio_id"), "audio_id", "left_semi")
+             .join(fresh.select("clip_id"), "clip_id", "left_anti").withColumn("_drop", F.lit(1)))
+    with warehouse.committing("publish.clips"):
+        (
+            DeltaTable.forPath(spark, warehouse.path(CLIPS)).alias("t")
+            .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"), "t.clip_id = s.clip_id")
+            .whenMatchedDelete(condition="s._drop = 1")
+            .whenMatchedUpdate(set={c: f"s.{c}" for c in cols})
+            .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in cols})
+            .execute()
+        )
+
+
+def _record_clip_outcomes(spark, warehouse: Warehouse, judged, clips, run_id: str) -> None:
+    """ops.clip_state of the judged files: each candidate clip curated or quarantined (with what it failed);
+    clips of theirs no longer cut are deleted."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    cols = [f.name for f in CLIP_STATE.schema.fields]
+    fresh = clips.select(
+        "clip_id", "audio_id", "uri", "start_s", "end_s", "duration_s",
+        F.when(F.col("rejected") == 1, outcomes.QUARANTINED).otherwise(outcomes.CURATED).alias("status"),
+        "failed_expectations", "recipe_hash", "clip_params_hash", F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("decided_at")).withColumn("_drop", F.lit(0))
+    existing = spark.read.format("delta").load(warehouse.path(CLIP_STATE)).select("clip_id", "audio_id")
+    stale = (existing.join(judged.select("audio_id"), "audio_id", "left_semi")
+             .join(fresh.select("clip_id"), "clip_id", "left_anti").withColumn("_drop", F.lit(1)))
+    with warehouse.committing("publish.clip_state"):
+        (
+            DeltaTable.forPath(spark, warehouse.path(CLIP_STATE)).alias("t")
+            .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"), "t.clip_id = s.clip_id")
+            .whenMatchedDelete(condition="s._drop = 1")
+            .whenMatchedUpdate(set={c: f"s.{c}" for c in cols})
+            .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in cols})
             .execute()
         )
 

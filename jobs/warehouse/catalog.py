@@ -6,11 +6,11 @@ from pyspark.sql.pandas.types import from_arrow_type
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
 from annotators.registry import ANNOTATORS, load_class
-from schemas.gold import CONSTRAINTS, SEGMENTS, UTTERANCES
+from schemas.gold import CLIPS, CONSTRAINTS, SEGMENTS, UTTERANCES
 from schemas.silver import ANNOTATED_BY, DECODE
-from schemas.tables import BRONZE, FILE_STATE, LINKS, RUNS, TableSpec
+from schemas.tables import BRONZE, CLIP_STATE, FILE_STATE, LINKS, RUNS, TableSpec
 
-__all__ = ["BRONZE", "CONSTRAINTS", "FILE_STATE", "LINKS", "RUNS", "SEGMENTS", "SILVER", "TABLES", "UTTERANCES",
+__all__ = ["BRONZE", "CLIPS", "CLIP_STATE", "CONSTRAINTS", "FILE_STATE", "LINKS", "RUNS", "SEGMENTS", "SILVER", "TABLES", "UTTERANCES",
            "annotator_type", "tables"]
 
 
@@ -31,7 +31,7 @@ def silver_schema() -> StructType:
 
 
 SILVER = TableSpec("silver", "annotations", silver_schema())
-TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS, SILVER, LINKS, UTTERANCES, SEGMENTS)
+TABLES: tuple[TableSpec, ...] = (BRONZE, FILE_STATE, RUNS, SILVER, LINKS, UTTERANCES, SEGMENTS, CLIPS, CLIP_STATE)
 
 
 def tables() -> tuple[TableSpec, ...]:

@@ -28,9 +28,13 @@ POINTS = (
     "publish.blocked",        # a blocked batch's files marked pending with the reason
     "publish.gold",           # one chunk's MERGE into gold.utterances
     "publish.segments",       # the same chunk's MERGE into gold.segments
+    "publish.clips",          # the same chunk's MERGE into gold.clips
     "publish.file_state",     # the same chunk's decisions into ops.file_state
+    "publish.clip_state",     # the same chunk's clip decisions into ops.clip_state
     "reconcile.gold",         # gold rows of audio that is gone, undecodable or moved: deleted
     "reconcile.segments",     # ... and their segments
+    "reconcile.clips",        # ... and their clips (and those of files no longer in gold)
+    "reconcile.clip_state",   # clip decisions of audio no live file holds, or removed from gold: deleted
     "reconcile.file_state",   # every URI's outcome brought in line with the tables
     "ledger",                 # the run's row in ops.runs
 )

@@ -13,16 +13,18 @@ The stages commit their tables (bronze, silver, gold); where each file stands fo
 
 `reconcile` derives that table and writes only the rows that differ, after first deleting the gold rows
 that can no longer stand (audio no live file holds, audio that no longer decodes, a row listing a URI
-that is gone or now holds other bytes). The runner calls it after reaping dead runs and at the end of
+that is gone or now holds other bytes) with their segments and clips, and the clip decisions
+(ops.clip_state) of audio no live file holds or whose gold row went. The runner calls it after reaping dead runs and at the end of
 every writing command, so whatever a crash between two commits left half done, the next command puts
 right; when none of the tables it reads changed since it last ran, it stops after reading their versions.
 A curated file whose decision is stale (derived here from gold, without the publish decision's key) is
 judged again by the next publish, which writes the same row.
 
-`check` is the invariant in one query (and one more for segments): every listed file has exactly one
-place, gold (curated) or quarantine, or is pending; a curated file is in gold and a file in gold is
-curated; a deleted file is in no gold row and stays quarantined as NOT_FOUND; every segment belongs to a
-gold row. The run summary prints its result.
+`check` is the invariant in one query (and a few more for segments and clips): every listed file has
+exactly one place, gold (curated) or quarantine, or is pending; a curated file is in gold and a file in
+gold is curated; a deleted file is in no gold row and stays quarantined as NOT_FOUND; every segment and
+clip belongs to a gold row; every decided clip is in exactly one of gold.clips (curated) and
+ops.clip_quarantine; a curated file has a curated clip. The run summary prints its result.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import logging
 from dataclasses import dataclass, field
 
 from jobs.warehouse import outcomes
-from jobs.warehouse.catalog import BRONZE, FILE_STATE, SEGMENTS, SILVER, UTTERANCES
+from jobs.warehouse.catalog import BRONZE, CLIP_STATE, CLIPS, FILE_STATE, SEGMENTS, SILVER, UTTERANCES
 from jobs.warehouse.live import live_files
 from jobs.warehouse.state import StageState
 from jobs.warehouse.store import Warehouse
@@ -38,7 +40,7 @@ from schemas.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
-READS = (BRONZE, SILVER, FILE_STATE, UTTERANCES, SEGMENTS)
+READS = (BRONZE, SILVER, FILE_STATE, UTTERANCES, SEGMENTS, CLIPS, CLIP_STATE)
 
 
 @dataclass
@@ -100,10 +102,10 @@ def _gold_uris(spark, warehouse: Warehouse):
 
 
 def _segments_without_gold(spark, warehouse: Warehouse):
-    """The audio ids that have segments but no gold row (one row each)."""
+    """The audio ids that have segments or clips in gold but no gold.utterances row (one row each)."""
     gold_ids = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
-    return spark.read.format("delta").load(warehouse.path(SEGMENTS)).select("audio_id").distinct().join(
-        gold_ids, "audio_id", "left_anti")
+    parts = [spark.read.format("delta").load(warehouse.path(t)).select("audio_id") for t in (SEGMENTS, CLIPS)]
+    return parts[0].unionByName(parts[1]).distinct().join(gold_ids, "audio_id", "left_anti")
 
 
 def _remove_unstandable_gold(spark, warehouse: Warehouse, run_id: str) -> int:
@@ -135,10 +137,23 @@ def _remove_unstandable_gold(spark, warehouse: Warehouse, run_id: str) -> int:
             (DeltaTable.forPath(spark, warehouse.path(UTTERANCES)).alias("t")
              .merge(ids.where("in_gold").alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
     if int(counts["all"]):
-        with warehouse.committing("reconcile.segments"):
-            (DeltaTable.forPath(spark, warehouse.path(SEGMENTS)).alias("t")
-             .merge(ids.alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
+        for table, point in ((SEGMENTS, "reconcile.segments"), (CLIPS, "reconcile.clips")):
+            with warehouse.committing(point):
+                (DeltaTable.forPath(spark, warehouse.path(table)).alias("t")
+                 .merge(ids.alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
+    # clip decisions of audio no live file holds (or whose gold row just went: publish judges it again)
+    live_ids = live_files(spark, warehouse).select("audio_id").distinct()
+    decided = spark.read.format("delta").load(warehouse.path(CLIP_STATE)).select("audio_id").distinct()
+    gone = decided.join(live_ids, "audio_id", "left_anti").unionByName(
+        decided.join(ids.where("in_gold").select("audio_id"), "audio_id", "left_semi")).distinct()
+    gone.write.format("delta").mode("overwrite").save(staging + "_clips")
+    gone = spark.read.format("delta").load(staging + "_clips")
+    if gone.count():
+        with warehouse.committing("reconcile.clip_state"):
+            (DeltaTable.forPath(spark, warehouse.path(CLIP_STATE)).alias("t")
+             .merge(gone.alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
     warehouse.remove(staging)
+    warehouse.remove(staging + "_clips")
     if n:
         log.info("reconcile: removed %d gold rows whose audio is gone, no longer decodes or moved", n)
     return n
@@ -231,6 +246,7 @@ def _check(spark, warehouse: Warehouse) -> Invariant:
             (F.col("status") == outcomes.QUARANTINED) & (F.col("error_code") == str(ErrorCode.NOT_FOUND))),
     }
     orphan_segments = _segments_without_gold(spark, warehouse).count()
+    clip_violations = _clip_violations(spark, warehouse)
     counts = rows.agg(
         F.count(F.when(known, 1)).alias("files"),
         F.count(F.when(known & (F.col("status") == outcomes.CURATED), 1)).alias("curated"),
@@ -243,4 +259,26 @@ def _check(spark, warehouse: Warehouse) -> Invariant:
                      quarantined=int(counts["quarantined"]), pending=int(counts["pending"]),
                      deleted=int(counts["deleted"]),
                      violations={**{name: int(counts[name]) for name in checks},
-                                 "segments_without_gold": orphan_segments})
+                                 "segments_without_gold": orphan_segments, **clip_violations})
+
+
+def _clip_violations(spark, warehouse: Warehouse) -> dict[str, int]:
+    """Every clip decided is in exactly one place: a curated clip (ops.clip_state) is in gold.clips and
+    every gold clip is a curated one; a curated file has at least one gold clip."""
+    from pyspark.sql import functions as F
+
+    state = spark.read.format("delta").load(warehouse.path(CLIP_STATE)).select(
+        "clip_id", F.col("status").alias("_status"))
+    gold = spark.read.format("delta").load(warehouse.path(CLIPS)).select("clip_id", F.lit(True).alias("_in_gold"))
+    both = state.join(gold, "clip_id", "full_outer")
+    in_gold = F.col("_in_gold").isNotNull()
+    curated = F.col("_status") == outcomes.CURATED
+    counts = both.agg(
+        F.count(F.when(curated & ~in_gold, 1)).alias("curated_clip_not_in_gold"),
+        F.count(F.when(in_gold & ~F.coalesce(curated, F.lit(False)), 1)).alias("gold_clip_not_curated"),
+    ).first()
+    files = spark.read.format("delta").load(warehouse.path(UTTERANCES)).select("audio_id")
+    without = files.join(spark.read.format("delta").load(warehouse.path(CLIPS)).select("audio_id"),
+                         "audio_id", "left_anti").count()
+    return {"curated_clip_not_in_gold": int(counts["curated_clip_not_in_gold"]),
+            "gold_clip_not_curated": int(counts["gold_clip_not_curated"]), "curated_file_without_clip": without}

@@ -8,6 +8,13 @@ VIEWS = {
         FROM ops.file_state
         WHERE status = 'quarantined'
     """,
+    # Every candidate clip of a judged file is in gold.clips or here, with the expectations it failed.
+    "ops.clip_quarantine": """
+        SELECT clip_id, audio_id, uri, start_s, end_s, duration_s, failed_expectations, recipe_hash,
+               clip_params_hash, run_id, decided_at
+        FROM ops.clip_state
+        WHERE status = 'quarantined'
+    """,
     "gold.dataset_summary": """
         SELECT language, quality_band,
                count(*) AS files,

@@ -1,0 +1,430 @@
+"""Clips: a recording cut into training clips, each measured on its own span.
+
+Where a clip may start or end: only in a pause, never inside a word. The units are the ASR words (the VAD's
+speech segments when there are no words: the clips then have no text and fail the gate's text checks).
+A recording is first split into passages wherever two units are at least `split_pause_s` apart (a long
+pause, music, noise) or, with `split_on_speaker_change`, where the speaker label (`speakers`' turns at
+each word's midpoint) changes. Each passage is then cut at the pauses between its words (gaps of at least
+`min_pause_s`) by a shortest-path search over the allowed cut points (dynamic programming, linear in the
+words times the words a clip can hold): a cut after a sentence end (terminal punctuation) costs
+nothing, any other pause costs more the shorter it is, every clip costs a little (so sentences are joined
+up to `max_s` rather than cut apart), and a clip outside [`min_s`, `max_s`] costs so much that it is
+chosen only when the passage allows nothing else (the gate then rejects it). A clip reaches `pad_s` into
+the silence on each side (half the pause at most, so neighbours never overlap), and up to SNAP_S further
+where the VAD heard speech begin before the first word's timestamp or end after the last one's
+(Whisper's word timings are often a little late at the start and early at the end).
+
+A recording no longer than `max_s` is one clip spanning the whole file, not trimmed: its measures are the
+file's own results, copied, so a short file is judged exactly as it was before clips existed.
+
+Every other clip is measured on its span while the decoded audio is in memory: speech ratio (the VAD
+segments inside it), SNR (annotators.snr on the span), DNSMOS P.835 (annotators.quality.P835) and DistillMOS on
+`mos_windows` model windows spread over the span (the centre window by default, the whole clip when it is
+shorter than a window; BENCHMARKS.md, "Training clips", has what the clip step costs), clipping (the native samples of the span), music ratio (the
+events annotator's patches whose centre lies in the span), speaker label and purity (the speakers
+annotator's turns over the span: the share of the span's labelled speech by its main label), and from the
+words inside it: text, word timings relative to the clip, mean word probability, the ASR segments' log
+probability (weighted by overlap) and compression ratio, words per second of speech, PII (the text
+annotator's findings whose span overlaps), the hallucination checks and a text-side language opinion
+(lingua) that flags a clip in another language than the file's. A value whose annotator did not run or
+did not succeed on the file is null (the gate's "measured" expectations then fail).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from annotators.asr import WORD
+from annotators.base import OK, Annotator, AudioItem, Resources
+from annotators.distillmos import WINDOW, WINDOWS_PER_CALL, score_windows, windows
+from annotators.events import MUSIC, PATCH_HOP_S, PATCH_S
+from annotators.levels import Levels
+from annotators.quality import centred_windows
+from annotators.snr import Snr, measure_snr
+from annotators.text import NO_WORD_BOUNDARY_LANGS, Text, normalize, repeated_ngrams, text_language
+
+SR = 16000
+SNAP_S = 0.5  # how far a clip edge follows the VAD's speech beyond the word timestamps
+SPILL_S = 0.1  # VAD speech this short at a word's edge, from a segment that goes on past it, is the neighbour's
+TERMINAL = (".", "?", "!", "。", "？", "！", "…", "।", "؟")
+# the search's costs (see the module docstring): only their order matters
+CUT_AT_SENTENCE_END = 0.0
+CUT_IN_PAUSE = 1.0  # minus up to half of it for a long pause
+PER_CLIP = 0.1
+OUT_OF_BOUNDS = 1000.0
+
+CLIP = pa.struct([
+    pa.field("clip_index", pa.int32()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("whole_file", pa.bool_()),
+    pa.field("text", pa.string()),
+    pa.field("words", pa.list_(WORD)),
+    pa.field("n_words", pa.int32()),
+    pa.field("language", pa.string()),
+    pa.field("language_prob", pa.float64()),
+    pa.field("language_agrees", pa.bool_()),
+    pa.field("mean_word_prob", pa.float64()),
+    pa.field("avg_logprob", pa.float64()),
+    pa.field("max_compression_ratio", pa.float64()),
+    pa.field("speech_ratio", pa.float64()),
+    pa.field("snr_db", pa.float64()),
+    pa.field("dnsmos_ovrl", pa.float64()),
+    pa.field("distillmos", pa.float64()),
+    pa.field("music_ratio", pa.float64()),
+    pa.field("clipping_ratio", pa.float64()),
+    pa.field("speaker_label", pa.int32()),
+    pa.field("speaker_purity", pa.float64()),
+    pa.field("n_speakers", pa.int32()),
+    pa.field("words_per_s", pa.float64()),
+    pa.field("has_pii", pa.bool_()),
+    pa.field("hallucination", pa.bool_()),
+])
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A word (or, without words, a VAD speech segment) the cutter keeps whole."""
+
+    start: float
+    end: float
+    word: dict | None = None  # the ASR word, absolute times
+    label: int | None = None  # speaker label at its midpoint
+
+    @property
+    def sentence_end(self) -> bool:
+        return bool(self.word) and self.word["word"].rstrip().endswith(TERMINAL)
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_s: float
+    max_s: float
+    pad_s: float
+    min_pause_s: float
+    split_pause_s: float
+    split_on_speaker_change: bool
+
+
+def label_at(turns: list[dict], t: float) -> int | None:
+    """The speaker label of the turn covering time t (turns are sorted and disjoint); None outside them."""
+    starts = [x["start_s"] for x in turns]
+    k = bisect.bisect_right(starts, t) - 1
+    return int(turns[k]["speaker"]) if k >= 0 and t < turns[k]["end_s"] else None
+
+
+def trim_to_speech(start: float, end: float, speech: list[dict], long_pause: float) -> tuple[float, float]:
+    """A word's timestamps without the non-speech (per the VAD) they stretch over. Whisper often lets a
+    word begin in the pause before it (or, at times, run across seconds of music or noise). The word is cut
+    down to the VAD speech under it, with SNAP_S to spare on each side (a soft onset such as an aspirated
+    /p/ is often below the VAD's threshold): from the first speech in it, or the first after its last
+    silence of at least `long_pause`, to the last speech in it. A word with no VAD speech under it keeps
+    its timestamps."""
+    inside = [(max(s["start_s"], start), min(s["end_s"], end)) for s in speech
+              if s["end_s"] > start and s["start_s"] < end]
+    # a sliver of the neighbouring word's VAD segment at either edge is that word's speech, not this one's
+    if len(inside) > 1 and inside[0][0] == start and inside[0][1] - start < SPILL_S:
+        inside = inside[1:]
+    if len(inside) > 1 and inside[-1][1] == end and end - inside[-1][0] < SPILL_S:
+        inside = inside[:-1]
+    if not inside:
+        return start, end
+    a = inside[0][0]
+    for k in range(1, len(inside)):
+        if inside[k][0] - inside[k - 1][1] >= long_pause:
+            a = inside[k][0]
+    a, b = max(start, a - SNAP_S), min(end, inside[-1][1] + SNAP_S)
+    return a, max(a, b)
+
+
+def units_of(words: list[dict], speech: list[dict], turns: list[dict], long_pause: float) -> list[Unit]:
+    """The words in time order, trimmed to the speech under them (or the VAD segments when there are no
+    words), each with its speaker label."""
+    if words:
+        spans = []
+        for w in words:
+            a, b = float(w["start_s"]), max(float(w["end_s"]), float(w["start_s"]))
+            if speech:
+                a, b = trim_to_speech(a, b, speech, long_pause)
+            spans.append((a, b, w))
+        spans.sort(key=lambda t: (t[0], t[1]))
+    else:
+        spans = [(float(s["start_s"]), float(s["end_s"]), None) for s in speech]
+    return [Unit(a, b, w, label_at(turns, (a + b) / 2) if turns else None) for a, b, w in spans]
+
+
+def _passages(units: list[Unit], rules: Rules) -> list[tuple[int, int]]:
+    """[a, b) index ranges split at long pauses and (optionally) speaker changes. Where the label changes
+    (from the last unit with a label to the next one with another), the split goes in the longest pause
+    between them, if one is at least `min_pause_s` long."""
+    cuts, reached, last_labelled = [], units[0].end if units else 0.0, None
+    for k in range(1, len(units)):
+        if units[k].start - reached >= rules.split_pause_s:
+            cuts.append(k)
+        reached = max(reached, units[k].end) if not cuts or cuts[-1] != k else units[k].end
+        if units[k - 1].label is not None:
+            last_labelled = k - 1
+        cur = units[k].label
+        if (rules.split_on_speaker_change and cur is not None and last_labelled is not None
+                and units[last_labelled].label != cur and not (cuts and cuts[-1] > last_labelled)):
+            gaps = [(units[j].start - units[j - 1].end, j) for j in range(last_labelled + 1, k + 1)]
+            gap, j = max(gaps)
+            if gap >= rules.min_pause_s:
+                cuts.append(j)
+    bounds = [0, *sorted(set(cuts)), len(units)] if units else []
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _cut_cost(units: list[Unit], j: int, b: int) -> float:
+    """What ending a clip before unit j costs (j == b: the passage ends there anyway)."""
+    if j == b:
+        return 0.0
+    if units[j - 1].sentence_end:
+        return CUT_AT_SENTENCE_END
+    gap = units[j].start - units[j - 1].end
+    return CUT_IN_PAUSE - 0.5 * min(gap, 1.0)
+
+
+def _split_passage(units: list[Unit], a: int, b: int, rules: Rules) -> list[tuple[int, int]]:
+    """Cheapest cutting of units[a:b] into clips (see the module docstring)."""
+    cuts = [a] + [k for k in range(a + 1, b) if units[k].start - units[k - 1].end >= rules.min_pause_s] + [b]
+    best = {a: (0.0, None)}
+    ends = np.maximum.accumulate(np.array([u.end for u in units[a:b]]))  # running max end (overlapping words)
+    for jx in range(1, len(cuts)):
+        j = cuts[jx]
+        choice = None
+        for ix in range(jx - 1, -1, -1):
+            i = cuts[ix]
+            length = float(ends[j - 1 - a]) - units[i].start + 2 * rules.pad_s
+            if length > rules.max_s and ix < jx - 1:
+                break  # longer still further back; the next cut back was tried as the only way out
+            cost = best[i][0] + PER_CLIP + _cut_cost(units, j, b)
+            if length > rules.max_s or length < rules.min_s:
+                cost += OUT_OF_BOUNDS + abs(length - min(max(length, rules.min_s), rules.max_s))
+            if choice is None or cost < choice[0]:
+                choice = (cost, i)
+        best[j] = choice
+    out, j = [], b
+    while j != a:
+        i = best[j][1]
+        out.append((i, j))
+        j = i
+    return out[::-1]
+
+
+def _vad_edges(speech: list[dict]) -> tuple[list[float], list[float]]:
+    return [s["start_s"] for s in speech], [s["end_s"] for s in speech]
+
+
+def cut(units: list[Unit], speech: list[dict], duration: float,
+        rules: Rules) -> list[tuple[float, float, list[int]]]:
+    """The clips of a recording longer than max_s (its units_of): (start_s, end_s, indexes of its units)
+    in time order."""
+    groups = [g for a, b in _passages(units, rules) for g in _split_passage(units, a, b, rules)]
+    vad_starts, vad_ends = _vad_edges(speech)
+    out = []
+    for n, (i, j) in enumerate(groups):
+        first, last_end = units[i], max(u.end for u in units[i:j])
+        before = (units[groups[n - 1][0]:groups[n - 1][1]] if n else [])
+        after_start = units[groups[n + 1][0]].start if n + 1 < len(groups) else duration
+        prev_end = max((u.end for u in before), default=0.0)
+        low = (prev_end + first.start) / 2 if n else 0.0  # half the pause each side: neighbours never overlap
+        high = (last_end + after_start) / 2 if n + 1 < len(groups) else duration
+        lead = _vad_lead(vad_starts, vad_ends, first.start)
+        trail = _vad_trail(vad_starts, vad_ends, last_end)
+        start = max(low, min(first.start, first.start - lead) - rules.pad_s, 0.0)
+        end = min(high, last_end + trail + rules.pad_s, duration)
+        out.append((start, max(end, start), list(range(i, j))))
+    return out
+
+
+def _vad_lead(starts: list[float], ends: list[float], t: float) -> float:
+    """How long before t the VAD segment holding t began (at most SNAP_S; 0 outside speech)."""
+    k = bisect.bisect_right(starts, t) - 1
+    return min(SNAP_S, t - starts[k]) if k >= 0 and t < ends[k] else 0.0
+
+
+def _vad_trail(starts: list[float], ends: list[float], t: float) -> float:
+    """How long after t the VAD segment holding t ends (at most SNAP_S; 0 outside speech)."""
+    k = bisect.bisect_right(starts, t) - 1
+    return min(SNAP_S, ends[k] - t) if k >= 0 and t <= ends[k] else 0.0
+
+
+def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def speaker_share(turns: list[dict], start: float, end: float) -> tuple[int | None, float | None, int]:
+    """(main label, its share of the span's labelled speech, labels holding at least 5 % of it)."""
+    by_label: dict[int, float] = {}
+    for t in turns:
+        o = overlap(t["start_s"], t["end_s"], start, end)
+        if o > 0:
+            by_label[int(t["speaker"])] = by_label.get(int(t["speaker"]), 0.0) + o
+    total = sum(by_label.values())
+    if total <= 0:
+        return None, None, 0
+    main = max(by_label, key=lambda k: (by_label[k], -k))
+    return main, by_label[main] / total, sum(1 for v in by_label.values() if v / total >= 0.05)
+
+
+def _ok(item: AudioItem, name: str) -> dict | None:
+    r = item.upstream.get(name)
+    return r if r and r.get("status") == OK else None
+
+
+class Clips(Annotator):
+    name = "clips"
+    version = "1.0.0"
+    resources = Resources(cpu_threads=1)
+    # what a clip is measured with, each read when configured (ordered before this one)
+    uses = ("levels", "vad", "snr", "quality", "distillmos", "events", "speakers", "asr", "text")
+    # the cutting rules come from the config's `clips:` section (jobs.config); cache_dir: distillmos's export
+    default_params = {"min_s": 1.0, "max_s": 30.0, "pad_s": 0.2, "min_pause_s": 0.1, "split_pause_s": 1.0,
+                      "split_on_speaker_change": True,
+                      "mos_windows": 1,  # DNSMOS and DistillMOS windows per clip, spread over it (the centre one)
+                      "cache_dir": ".deps/models"}
+    fields = [
+        pa.field("clips", pa.list_(CLIP)),
+        pa.field("n_clips", pa.int32()),
+        pa.field("clips_s", pa.float64()),  # the clips' total duration
+    ]
+
+    def setup(self, device="cpu", device_index=0, threads=1):
+        super().setup("cpu", device_index, threads)
+        self.rules = Rules(**{k: self.params[k] for k in Rules.__dataclass_fields__})
+        self._p835 = self._distill = self._detector = None  # loaded on the first long file
+
+    def _models(self):
+        if self._p835 is None:
+            from annotators.distillmos import onnx_scorer
+            from annotators.quality import P835
+            from annotators.text import language_detector
+            from annotators.torch_exports import cpu_session
+
+            self._p835 = P835(threads=self.threads)
+            self._distill = onnx_scorer(cpu_session("distillmos", self.params["cache_dir"], self.threads))
+            self._detector = language_detector(True)
+
+    def annotate(self, item: AudioItem) -> dict:
+        duration = item.duration_s
+        vad, asr, speakers = _ok(item, "vad"), _ok(item, "asr"), _ok(item, "speakers")
+        speech = (vad or {}).get("speech_segments") or []
+        words = [dict(w, _seg=k) for k, s in enumerate((asr or {}).get("segments") or []) for w in (s.get("words") or [])]
+        turns = sorted((speakers or {}).get("turns") or [], key=lambda t: t["start_s"])
+        if duration <= self.rules.max_s:
+            clips = [self._whole(item, words, turns)]
+        else:
+            self._models()
+            units = units_of(words, speech, turns, self.rules.split_pause_s)
+            clips = [self._measure(item, k, start, end, [units[i] for i in members], speech, turns)
+                     for k, (start, end, members) in enumerate(cut(units, speech, duration, self.rules))]
+        return {"clips": clips, "n_clips": len(clips), "clips_s": float(sum(c["duration_s"] for c in clips))}
+
+    def _whole(self, item: AudioItem, words: list[dict], turns: list[dict]) -> dict:
+        """The whole file as one clip, with the file's own results."""
+        up = {n: _ok(item, n) or {} for n in ("vad", "snr", "quality", "distillmos", "events", "levels", "asr",
+                                              "text")}
+        asr, text = up["asr"], up["text"]
+        label, purity, n_speakers = speaker_share(turns, 0.0, item.duration_s)
+        probs = [w["probability"] for w in words if w.get("probability") is not None]
+        return {
+            "clip_index": 0, "start_s": 0.0, "end_s": item.duration_s, "duration_s": item.duration_s,
+            "whole_file": True, "text": (asr.get("text") or "").strip() or None,
+            "words": [_word(w, 0.0) for w in words], "n_words": len(words),
+            "language": asr.get("language"), "language_prob": asr.get("language_prob"),
+            "language_agrees": text.get("language_agrees"),
+            "mean_word_prob": float(np.mean(probs)) if probs else None,
+            "avg_logprob": asr.get("mean_avg_logprob"), "max_compression_ratio": asr.get("max_compression_ratio"),
+            "speech_ratio": up["vad"].get("speech_ratio"), "snr_db": up["snr"].get("snr_db"),
+            "dnsmos_ovrl": up["quality"].get("ovrl"), "distillmos": up["distillmos"].get("mos"),
+            "music_ratio": up["events"].get("music_ratio"), "clipping_ratio": up["levels"].get("clipping_ratio"),
+            "speaker_label": label, "speaker_purity": purity, "n_speakers": n_speakers if turns else None,
+            "words_per_s": text.get("words_per_s"), "has_pii": text.get("has_pii"),
+            "hallucination": text.get("hallucination"),
+        }
+
+    def _measure(self, item: AudioItem, index: int, start: float, end: float, units: list[Unit],
+                 speech: list[dict], turns: list[dict]) -> dict:
+        """One clip of a long recording, measured on its own span."""
+        duration = end - start
+        x = item.samples[int(start * SR): int(end * SR)]
+        vad, asr, text_result = _ok(item, "vad"), _ok(item, "asr"), _ok(item, "text")
+        local = [{"start_s": max(s["start_s"], start) - start, "end_s": min(s["end_s"], end) - start}
+                 for s in speech if overlap(s["start_s"], s["end_s"], start, end) > 0]
+        speech_s = sum(s["end_s"] - s["start_s"] for s in local)
+        words = [dict(u.word, start_s=u.start, end_s=u.end) for u in units if u.word]  # trimmed to speech
+        language = (asr or {}).get("language")
+        joiner = "" if language in NO_WORD_BOUNDARY_LANGS else " "
+        text = joiner.join(w["word"] for w in words).strip() or None
+        segments = (asr or {}).get("segments") or []
+        weights = [(overlap(s["start_s"], s["end_s"], start, end), s) for s in segments]
+        weights = [(o, s) for o, s in weights if o > 0]
+        avg_logprob = (sum(o * s["avg_logprob"] for o, s in weights) / sum(o for o, _ in weights)) if weights else None
+        compression = max((s["compression_ratio"] for _, s in weights), default=None)
+        probs = [w["probability"] for w in words if w.get("probability") is not None]
+        out = {
+            "clip_index": index, "start_s": start, "end_s": end, "duration_s": duration, "whole_file": False,
+            "text": text, "words": [_word(w, start) for w in words], "n_words": len(words),
+            "language": language, "language_prob": (asr or {}).get("language_prob"), "language_agrees": None,
+            "mean_word_prob": float(np.mean(probs)) if probs else None,
+            "avg_logprob": avg_logprob, "max_compression_ratio": compression,
+            "speech_ratio": speech_s / duration if vad and duration > 0 else None,
+            "snr_db": None, "dnsmos_ovrl": None, "distillmos": None, "music_ratio": None, "clipping_ratio": None,
+            "speaker_label": None, "speaker_purity": None, "n_speakers": None,
+            "words_per_s": None, "has_pii": None, "hallucination": None,
+        }
+        if vad and _ok(item, "snr"):
+            out["snr_db"] = measure_snr(x, SR, local, Snr.default_params)["snr_db"]
+        if _ok(item, "quality"):
+            scores = self._p835.score(x, self.params["mos_windows"])
+            out["dnsmos_ovrl"] = scores[2] if scores else None
+        if _ok(item, "distillmos") and duration >= 1.0:
+            batch = np.stack([windows(w, 1)[0] for w in centred_windows(x, WINDOW, self.params["mos_windows"])])
+            out["distillmos"] = float(score_windows(self._distill, batch, WINDOWS_PER_CALL).mean())
+        events = _ok(item, "events")
+        if events and events.get("patch_classes") is not None:
+            out["music_ratio"] = _music_share(events["patch_classes"], start, end)
+        levels = _ok(item, "levels")
+        if levels and item.native is not None and item.native_rate:
+            native = item.native[int(start * item.native_rate): int(end * item.native_rate)]
+            threshold = Levels.default_params["clip_threshold"]
+            out["clipping_ratio"] = float(np.count_nonzero(np.abs(native) >= threshold) / native.size) \
+                if native.size else None
+        if _ok(item, "speakers"):
+            label, purity, n_speakers = speaker_share(turns, start, end)
+            out.update(speaker_label=label, speaker_purity=purity, n_speakers=n_speakers)
+        if text_result:
+            norm = normalize(text).split()
+            params = Text.default_params
+            lang, _ = text_language(self._detector, text or "")
+            out["language_agrees"] = None if lang is None or not language else lang == language
+            out["words_per_s"] = len(norm) / speech_s if speech_s > 0 else None
+            out["has_pii"] = any(overlap(p["start_s"], p["end_s"], start, end) > 0 or start <= p["start_s"] < end
+                                 for p in text_result.get("pii") or [])
+            out["hallucination"] = bool(
+                repeated_ngrams(norm, params["ngram"], params["ngram_repeats"])
+                or (compression or 0) > params["compression_ratio_max"]
+                or (norm and out["speech_ratio"] is not None and out["speech_ratio"] < params["no_speech_ratio"]))
+        return out
+
+
+def _word(w: dict, offset: float) -> dict:
+    return {"word": w["word"], "start_s": round(float(w["start_s"]) - offset, 3),
+            "end_s": round(float(w["end_s"]) - offset, 3), "probability": w.get("probability")}
+
+
+def _music_share(classes: list[int], start: float, end: float) -> float | None:
+    """Share of the patches centred in [start, end) whose coarse class is music (the nearest patch for a
+    span shorter than a patch hop)."""
+    if not classes:
+        return None
+    first = max(0, math.ceil((start - PATCH_S / 2) / PATCH_HOP_S))
+    last = min(len(classes), math.ceil((end - PATCH_S / 2) / PATCH_HOP_S))
+    picked = classes[first:last] or [classes[min(len(classes) - 1, max(0, first))]]
+    return float(np.mean(np.array(picked) == MUSIC))
