@@ -55,14 +55,15 @@ def main_utterances() -> list[str]:
 
 
 def build(path: Path, repeats: int = 1, seed: int = 7, passage: tuple[int, int] = (2, 4),
-          inserts: tuple[str, ...] = ("music", "other", "noise", "other", "silence")) -> list[Piece]:
-    """Write the long-form WAV at `path` (the main reader's utterances `repeats` times over) and return the
-    placement of every piece in it."""
+          inserts: tuple[str, ...] = ("music", "other", "noise", "other", "silence"),
+          limit: int | None = None) -> list[Piece]:
+    """Write the long-form WAV at `path` (the main reader's utterances `repeats` times over, or the first
+    `limit` of them) and return the placement of every piece in it."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
     meta = manifest()
-    mains = main_utterances() * repeats
+    mains = (main_utterances() * repeats)[:limit]
     parts: list[np.ndarray] = []
     pieces: list[Piece] = []
     t = 0

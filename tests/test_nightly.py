@@ -91,7 +91,7 @@ def test_a_quiet_night_with_one_bad_file_publishes_and_the_next_is_a_no_op(spark
 # point has to stay affordable. Without DNSMOS the critical suite's mean-DNSMOS range has nothing to
 # measure: the one check lifted here.
 CRASH_SETTINGS = {
-    "annotate": {"annotators": ["levels", "vad", "snr", "bandwidth", "fingerprint", "asr"],
+    "annotate": {"annotators": ["levels", "vad", "snr", "bandwidth", "fingerprint", "asr", "clips"],
                  "params": {"asr": {"model": "tiny.en"}}},
     "publish": {"recipe": {"optional_annotators": ["quality", "text", "events", "pitch", "speakers", "distillmos"]},
                 "critical": {"mean_dnsmos_min": None, "mean_dnsmos_max": None}},

@@ -153,33 +153,39 @@ def test_readme_example_queries_run_and_return_rows(spark, corpus_warehouse):
 
 
 def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
-    """A null floor input (annotator failed or skipped) fails the companion 'measured' expectation."""
+    """A null floor input of a clip (annotator failed or skipped) fails the companion 'measured'
+    expectation; a file without clips fails clips_measured."""
     from expectations.gate import load_suite_spec, with_row_failures
+    from jobs.stages.publish import suite_values
 
     config = load_config(overrides={"warehouse": "unused"})
-    recipe = dataclasses.asdict(config.publish.recipe)
-    good = {"duration_s": 3.0, "sample_rate": 16000, "effective_hz": 7000.0, "speech_ratio": 0.8, "snr_db": 30.0,
-            "dnsmos_ovrl": 3.5, "language": "en", "language_prob": 0.99, "language_agrees": True,
-            "transcript": "hello there", "hallucination": False, "has_pii": False, "clipping_ratio": 0.0,
-            "music_ratio": 0.0, "duplicate_of": None}
-    schema = ("audio_id string, duration_s double, sample_rate int, effective_hz double, speech_ratio double, "
-              "snr_db double, dnsmos_ovrl double, language string, language_prob double, language_agrees boolean, "
-              "transcript string, hallucination boolean, has_pii boolean, clipping_ratio double, music_ratio double, "
-              "duplicate_of string")
+    good = {"duration_s": 3.0, "speech_ratio": 0.8, "snr_db": 30.0, "dnsmos_ovrl": 3.5, "language": "en",
+            "language_prob": 0.99, "language_agrees": True, "text": "hello there", "hallucination": False,
+            "has_pii": False, "clipping_ratio": 0.0, "music_ratio": 0.0, "n_speakers": 1, "speaker_purity": 1.0}
+    schema = ("audio_id string, duration_s double, speech_ratio double, snr_db double, dnsmos_ovrl double, "
+              "language string, language_prob double, language_agrees boolean, text string, hallucination boolean, "
+              "has_pii boolean, clipping_ratio double, music_ratio double, n_speakers int, speaker_purity double")
     rows = [{"audio_id": "good", **good}, {"audio_id": "no_mos", **good, "dnsmos_ovrl": None},
             {"audio_id": "no_text", **good, "hallucination": None, "has_pii": None},
-            {"audio_id": "no_levels", **good, "clipping_ratio": None}]
+            {"audio_id": "no_levels", **good, "clipping_ratio": None},
+            {"audio_id": "mixed", **good, "speaker_purity": 0.7, "n_speakers": 2}]
     df = spark.createDataFrame([tuple(r[c.split()[0]] for c in schema.split(", ")) for r in rows], schema)
 
-    def judge(values):
-        spec = load_suite_spec("rows", {"recipe": values, "critical": {}})
+    def judge(cfg, df=df, suite="clips"):
+        spec = load_suite_spec(suite, suite_values(cfg))
         return {r["audio_id"]: r["failed_expectations"] for r in with_row_failures(df, spec).collect()}
 
-    strict = judge(recipe)
+    strict = judge(config)
     assert strict == {"good": None, "no_mos": ["dnsmos_measured"], "no_text": ["text_checked"],
-                      "no_levels": ["levels_measured"]}
-    relaxed = judge({**recipe, "optional_annotators": ["quality", "levels"]})
+                      "no_levels": ["levels_measured"], "mixed": None}
+    relaxed = judge(with_overrides(config, {"publish": {"recipe": {"optional_annotators": ["quality", "levels"]}}}))
     assert relaxed["no_mos"] is None and relaxed["no_levels"] is None and relaxed["no_text"] == ["text_checked"]
+    single = judge(with_overrides(config, {"publish": {"recipe": {"max_speakers": 1}}}))
+    assert single["mixed"] == ["speaker_ceiling", "speaker_purity_floor"] and single["good"] is None
+    files = spark.createDataFrame([("cut", 16000, 7000.0, 3, None), ("uncut", 16000, 7000.0, None, None)],
+                                  "audio_id string, sample_rate int, effective_hz double, n_clips int, "
+                                  "duplicate_of string")
+    assert judge(config, files, "files") == {"cut": None, "uncut": ["clips_measured"]}
 
 
 @pytest.mark.slow

@@ -60,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(export, sources=False)
     export.add_argument("--format", required=True, choices=["nemo", "lhotse", "hf", "webdataset"])
     export.add_argument("--out", required=True, metavar="DIR", help="folder or URI for the shards and export.json")
-    export.add_argument("--where", metavar="SQL", help="a predicate over gold.utterances, e.g. \"language = 'en'\"")
+    export.add_argument("--where", metavar="SQL",
+                        help="a predicate over the unit's table (gold.clips by default), e.g. \"language = 'en'\"")
     pin = export.add_mutually_exclusive_group()
     pin.add_argument("--version", type=int, help="gold.utterances version (default: the current one)")
     pin.add_argument("--timestamp", help="gold as of this time (ISO 8601, UTC unless it says)")
     export.add_argument("--embed-audio", action="store_true", help="hf: put the audio bytes in the Parquet files")
-    export.add_argument("--segments", action="store_true", help="nemo: one line per segment (offset, duration)")
+    export.add_argument("--unit", choices=["clips", "files", "segments"], default=None,
+                        help="what one exported row is: a curated clip (gold.clips, the default), a file "
+                             "(gold.utterances) or an ASR segment (gold.segments; nemo, lhotse)")
+    export.add_argument("--segments", action="store_true", help="the same as --unit segments (kept for scripts)")
     export.add_argument("--shard-rows", type=int, help="rows per shard (nemo, lhotse, hf): export.shard_rows")
     export.add_argument("--shard-mb", type=int,
                         help="MB of audio per shard when the shards carry it (webdataset, hf --embed-audio): "

@@ -96,10 +96,17 @@ def run_export_command(spark, config: Config, warehouse: Warehouse, args) -> int
     _attach_gold(warehouse)
     summary = run_export(spark, config, warehouse, ExportRequest(
         format=args.format, out=normalize_root(args.out), where=args.where, version=args.version,
-        timestamp=args.timestamp, embed_audio=args.embed_audio, segments=args.segments))
-    print(f"exported {summary['rows']} rows ({summary['hours']:.3f} h) of gold.utterances@{summary['gold_version']} "
+        timestamp=args.timestamp, embed_audio=args.embed_audio, unit=_export_unit(args)))
+    print(f"exported {summary['rows']} {summary['unit']} ({summary['hours']:.3f} h) of gold@{summary['gold_version']} "
           f"as {summary['format']} to {normalize_root(args.out)} ({len(summary['files'])} files, export.json)")
     return EXIT_OK
+
+
+def _export_unit(args) -> str:
+    """--unit, with --segments as its old spelling; clips by default."""
+    if args.segments and args.unit not in (None, "segments"):
+        raise ConfigError(f"--segments and --unit {args.unit} disagree: give one")
+    return "segments" if args.segments else (args.unit or "clips")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from jobs.config import Config
-from jobs.warehouse.catalog import FILE_STATE, RUNS, SILVER, UTTERANCES
+from jobs.warehouse.catalog import CLIP_STATE, CLIPS, FILE_STATE, RUNS, SILVER, UTTERANCES
 from jobs.warehouse.store import Warehouse
 
 HISTOGRAMS = {  # gold column -> (bin width, label)
@@ -43,6 +43,9 @@ class ReportData:
     recipe_hash: str | None
     examples: list[dict] = field(default_factory=list)  # per language: the best and worst file, to listen to
     blocked: dict | None = None  # the latest publishing run, when the critical suite blocked it: run_id, message
+    clip_sources: pd.DataFrame | None = None  # curated clips and hours from long and from short files
+    clip_lengths: pd.DataFrame | None = None  # (bin, clips): curated clip durations, 1 s bins
+    clip_rejections: pd.DataFrame | None = None  # (expectation, clips): why candidate clips were quarantined
 
 
 
@@ -99,6 +102,17 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
     if len(annotator_failures):
         annotator_failures["failure_rate"] = annotator_failures["failed"] / annotator_failures["ran"].clip(lower=1)
     examples = _examples(spark, gold)
+    clips = spark.read.format("delta").load(warehouse.path(CLIPS))
+    clip_sources = _pdf(clips.groupBy(F.when(F.col("whole_file"), "short files (one clip each)")
+                                      .otherwise("long files (cut into clips)").alias("source"))
+                        .agg(F.count("*").alias("clips"), (F.sum("duration_s") / 3600).alias("hours"))
+                        .orderBy("source"))
+    clip_lengths = _pdf(clips.groupBy(F.floor("duration_s").alias("bin")).agg(F.count("*").alias("clips"))
+                        .orderBy("bin"))
+    clip_rejections = _pdf(spark.read.format("delta").load(warehouse.path(CLIP_STATE))
+                           .where("status = 'quarantined'")
+                           .select(F.explode("failed_expectations").alias("expectation"))
+                           .groupBy("expectation").agg(F.count("*").alias("clips")).orderBy(F.desc("clips")))
     latest = (runs.where(F.col("job").isin("run", "publish")).orderBy(F.desc("started_at"))
               .select("run_id", "status", "message").first())
     blocked = {"run_id": latest["run_id"], "message": latest["message"]} \
@@ -112,7 +126,8 @@ def gather(spark, config: Config, warehouse: Warehouse) -> ReportData:
         by_language_band=by_lang_band, histograms=histograms, bandwidth=bandwidth, quarantine=quarantine,
         quarantine_trend=trend, annotator_failures=annotator_failures, throughput=throughput,
         recipe=dataclasses.asdict(config.publish.recipe), recipe_hash=totals_row["recipe_hash"],
-        examples=examples, blocked=blocked)
+        examples=examples, blocked=blocked, clip_sources=clip_sources, clip_lengths=clip_lengths,
+        clip_rejections=clip_rejections)
 
 
 MIME = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg", "oga": "audio/ogg",

@@ -225,6 +225,28 @@ def render(data: ReportData) -> str:
 
     figures.append(_figure("throughput", "Throughput per run (ops.runs)", throughput))
 
+    def clip_lengths(ax):
+        df = data.clip_lengths
+        if df is None or not len(df):
+            return False
+        ax.bar(df["bin"] + 0.5, df["clips"], width=1.0, color="#72b7b2")
+        ax.set_xlabel("clip length (s)")
+        ax.set_ylabel("curated clips")
+        return True
+
+    figures.append(_figure("clip_lengths", "Curated clip lengths (gold.clips)", clip_lengths))
+
+    def clip_rejections(ax):
+        df = data.clip_rejections.head(15) if data.clip_rejections is not None else []
+        if not len(df):
+            return False
+        ax.barh(df["expectation"].astype(str)[::-1], df["clips"][::-1], color="#e45756")
+        ax.set_xlabel("clips")
+        return True
+
+    figures.append(_figure("clip_rejections", "Why candidate clips are in quarantine (failed expectations)",
+                           clip_rejections))
+
     recipe = pd.DataFrame(sorted(data.recipe.items()), columns=["setting", "value"])
     cards = "".join(f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in [
         ("curated files", f"{t['files']:,}"), ("curated hours", f"{t['hours']:.2f}" if t["hours"] >= 1 else f"{t['hours']:.3f}"),
@@ -239,7 +261,9 @@ def render(data: ReportData) -> str:
 <div class="cards">{cards}</div>{_blocked(data.blocked)}
 <div class="grid">{''.join(figures)}</div>
 <h2>Listen: the best and the worst curated file of each language (by DNSMOS)</h2>{_listen(data.examples)}
+<h2>Training clips: curated hours from long and from short files</h2>{_table(data.clip_sources, {"hours": "{:.3f}"})}
 <h2>Quarantine reasons</h2>{_table(data.quarantine)}
+<h2>Clip rejection reasons</h2>{_table(data.clip_rejections)}
 <h2>Annotator failures</h2>{_table(data.annotator_failures, {"failure_rate": "{:.1%}"})}
 <h2>Runs</h2>{_table(data.throughput, {"audio_hours": "{:.3f}", "wall_hours": "{:.3f}", "x_realtime": "{:.2f}"})}
 <h2>Recipe in force</h2><p class="sub">recipe hash of gold: {html.escape(str(data.recipe_hash))}</p>{_table(recipe)}

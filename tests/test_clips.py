@@ -1,0 +1,256 @@
+"""Training clips: the cutter's rules on made-up timings, then a long-form recording built from the corpus
+through `voxlake run` and its lifecycle (rerun, recipe change, clip-rule change, bytes replaced, file
+deleted) and the clip exports, checked against the known placement of every piece."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from annotators.clips import Rules, cut, speaker_share, trim_to_speech, units_of
+
+RULES = Rules(min_s=1.0, max_s=30.0, pad_s=0.2, min_pause_s=0.1, split_pause_s=1.0, split_on_speaker_change=True)
+
+
+def words_of(spec: list[tuple[float, float, str]]) -> list[dict]:
+    return [{"word": w, "start_s": a, "end_s": b, "probability": 0.9} for a, b, w in spec]
+
+
+def sentences(t0: float, n_sentences: int, words_each: int = 8, word_s: float = 0.4, gap_s: float = 0.5):
+    """Words of `n_sentences` sentences, touching words inside one, a pause of gap_s between them."""
+    out, t = [], t0
+    for k in range(n_sentences):
+        for j in range(words_each):
+            end = "." if j == words_each - 1 else ""
+            out.append((t, t + word_s, f"w{k}_{j}{end}"))
+            t += word_s
+        t += gap_s
+    return out
+
+
+def clip_bounds(words, speech=None, turns=(), duration=None, rules=RULES):
+    speech = speech if speech is not None else [{"start_s": w[0], "end_s": w[1]} for w in words]
+    units = units_of(words_of(words), speech, list(turns), rules.split_pause_s)
+    duration = duration or words[-1][1] + 1.0
+    return units, cut(units, speech, duration, rules)
+
+
+def test_clips_end_at_sentence_ends_within_bounds_and_never_inside_a_word():
+    words = sentences(1.0, 12)  # 12 sentences of 3.2 s with 0.5 s pauses: 44 s
+    units, clips = clip_bounds(words)
+    assert len(clips) >= 2
+    for start, end, members in clips:
+        assert RULES.min_s <= end - start <= RULES.max_s
+        assert units[members[-1]].word["word"].endswith(".")  # every cut after a sentence end
+        for a, b, _ in words:  # a boundary is never strictly inside a word
+            assert not (a < start < b) and not (a < end < b)
+    for (_, end, _), (start, _, _) in zip(clips, clips[1:]):
+        assert end <= start  # neighbours never overlap
+
+
+def test_a_long_pause_always_splits_and_no_clip_spans_it():
+    first, second = sentences(0.5, 2), sentences(20.0, 2)  # 12 s of music between them (no words, no VAD)
+    _, clips = clip_bounds(first + second)
+    assert len(clips) == 2
+    assert clips[0][1] <= first[-1][1] + RULES.pad_s + 1e-9 and clips[1][0] >= second[0][0] - RULES.pad_s - 1e-9
+
+
+def test_a_speaker_change_splits_in_the_longest_pause_between_the_voices():
+    a, b = sentences(0.5, 2), sentences(8.0, 2)  # one voice, a 0.5 s pause, another voice
+    turns = [{"start_s": 0.0, "end_s": 7.6, "speaker": 0}, {"start_s": 7.9, "end_s": 20.0, "speaker": 1}]
+    units, clips = clip_bounds(a + b, turns=turns)
+    assert [len(m) for _, _, m in clips] == [len(a), len(b)]
+    assert [units[m[0]].label for _, _, m in clips] == [0, 1]
+    assert speaker_share(turns, clips[1][0], clips[1][1])[1] == 1.0
+
+
+def test_a_word_stretched_over_noise_keeps_only_its_speech():
+    # Whisper lets "then" run from 111.1 s across 8.6 s of noise; the VAD heard it at 119.7 s
+    speech = [{"start_s": 105.0, "end_s": 110.9}, {"start_s": 119.7, "end_s": 122.3}]
+    assert trim_to_speech(111.1, 119.8, speech, 1.0) == (pytest.approx(119.2), pytest.approx(119.8))
+    assert trim_to_speech(3.0, 3.4, [{"start_s": 2.0, "end_s": 5.0}], 1.0) == (3.0, 3.4)  # inside speech: kept
+    assert trim_to_speech(3.0, 3.4, [], 1.0) == (3.0, 3.4)  # no VAD speech under it: kept
+
+
+def test_a_passage_longer_than_max_s_without_a_pause_is_one_clip_the_gate_rejects():
+    words = [(0.5 + 0.4 * k, 0.9 + 0.4 * k, f"w{k}") for k in range(100)]  # 40 s of touching words
+    _, clips = clip_bounds(words)
+    assert len(clips) == 1 and clips[0][1] - clips[0][0] > RULES.max_s
+
+
+def test_a_short_file_is_one_clip_spanning_it_with_the_files_own_measures():
+    from annotators.base import OK, AudioItem
+    from annotators.clips import Clips
+
+    item = AudioItem("a", np.zeros(16000 * 5, np.float32), 16000)
+    words = [{"word": "Hello.", "start_s": 1.0, "end_s": 1.5, "probability": 0.8}]
+    item.upstream = {
+        "vad": {"status": OK, "speech_segments": [{"start_s": 0.9, "end_s": 1.6}], "speech_ratio": 0.14},
+        "asr": {"status": OK, "text": "Hello.", "language": "en", "language_prob": 0.99, "mean_avg_logprob": -0.2,
+                "max_compression_ratio": 0.6, "segments": [{"start_s": 1.0, "end_s": 1.5, "avg_logprob": -0.2,
+                                                            "compression_ratio": 0.6, "words": words}]},
+        "snr": {"status": OK, "snr_db": 31.5}, "quality": {"status": OK, "ovrl": 3.1},
+        "text": {"status": OK, "words_per_s": 1.4, "has_pii": False, "hallucination": False,
+                 "language_agrees": True},
+    }
+    annotator = Clips({k: getattr(RULES, k) for k in Rules.__dataclass_fields__})
+    annotator.setup()
+    out = annotator.annotate(item)
+    assert out["n_clips"] == 1
+    clip = out["clips"][0]
+    assert clip["whole_file"] and (clip["start_s"], clip["end_s"]) == (0.0, 5.0)
+    assert (clip["snr_db"], clip["dnsmos_ovrl"], clip["speech_ratio"], clip["words_per_s"]) == (31.5, 3.1, 0.14, 1.4)
+    assert clip["text"] == "Hello." and clip["words"][0]["start_s"] == 1.0
+
+
+# ------------------------------------------------------------------ a long recording through voxlake run
+
+TOLERANCE_S = 0.05  # pocketsphinx's word edges are 10 ms frames, and an edge is only that exact
+
+
+def _table(spark, wh, spec) -> list[dict]:
+    return [r.asDict(recursive=True) for r in spark.read.format("delta").load(wh.path(spec)).collect()]
+
+
+def _overlap(a0, a1, b0, b1) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+@pytest.fixture(scope="module")
+def longform_run(spark, tmp_path_factory):
+    """A 5.5-minute long-form recording (longform.build) and two short corpus files, run once with
+    `max_speakers: 1`; the module's tests work on copies of the warehouse."""
+    import longform
+    from conftest import CORPUS
+
+    from jobs.commandline.runner import execute
+    from jobs.config import load_config
+    from jobs.warehouse.store import Warehouse
+
+    root = tmp_path_factory.mktemp("longform")
+    src = root / "audio"
+    pieces = longform.build(src / "long.wav")
+    for rel in ("speech/en/jfk.flac", "speech/en/librispeech_3436-172162-0000.ogg"):
+        shutil.copyfile(CORPUS / rel, src / rel.rsplit("/", 1)[1])
+    config = load_config(overrides={"warehouse": str(root / "wh"), "publish": {"recipe": {"max_speakers": 1}}},
+                         sources=[str(src)])
+    wh = Warehouse(spark, config.warehouse)
+    outcome = execute(spark, config, wh, "run")
+    assert outcome.exit_code == 0, outcome.record.message
+    from annotators.decode import decode
+
+    with open(src / "long.wav", "rb") as f:
+        samples = decode(f).samples
+    return {"config": config, "wh": wh, "src": src, "pieces": pieces,
+            "reference_words": longform.reference_words(samples, pieces)}
+
+
+@pytest.mark.slow
+def test_a_long_recording_is_curated_through_clean_single_speaker_clips(spark, longform_run):
+    from conftest import assert_invariant
+
+    from jobs.warehouse.catalog import CLIP_STATE, CLIPS
+    from schemas.gold import UTTERANCES
+
+    wh, pieces, rules = longform_run["wh"], longform_run["pieces"], longform_run["config"].clips
+    gold = {r["uri"].rsplit("/", 1)[1]: r for r in _table(spark, wh, UTTERANCES)}
+    assert "long.wav" in gold and gold["long.wav"]["duration_s"] > 300  # no file-length ceiling at the gate
+    long_id = gold["long.wav"]["audio_id"]
+    clips = [c for c in _table(spark, wh, CLIPS) if c["audio_id"] == long_id]
+    assert gold["long.wav"]["clips_curated"] == len(clips) > 5
+    assert gold["long.wav"]["curated_s"] == pytest.approx(sum(c["duration_s"] for c in clips))
+    for c in clips:
+        where = f"{c['clip_id']} [{c['start_s']:.2f}, {c['end_s']:.2f}]"
+        assert rules.min_s <= c["duration_s"] <= rules.max_s, where
+        for a, b, word in longform_run["reference_words"]:
+            for edge in (c["start_s"], c["end_s"]):
+                assert not (a + TOLERANCE_S < edge < b - TOLERANCE_S), f"{where} cuts '{word}' [{a:.2f}, {b:.2f}]"
+        noise = sum(_overlap(p.start_s, p.end_s, c["start_s"], c["end_s"]) for p in pieces
+                    if p.kind in ("music", "noise"))
+        assert noise <= 1.0, f"{where} holds {noise:.1f} s of music or noise"
+        voices: dict[str, float] = {}
+        for p in pieces:
+            if p.kind in ("main", "other"):
+                who = "main" if p.kind == "main" else p.source
+                voices[who] = voices.get(who, 0.0) + _overlap(p.start_s, p.end_s, c["start_s"], c["end_s"])
+        assert max(voices.values()) / sum(voices.values()) >= 0.95, f"{where} mixes voices: {voices}"
+        assert c["words"] and all(0 <= w["start_s"] <= w["end_s"] <= c["duration_s"] + 1e-6 for w in c["words"])
+        assert c["speaker_purity"] >= 0.95 and c["text"]
+    main_s = sum(p.end_s - p.start_s for p in pieces if p.kind == "main")
+    curated_main = sum(_overlap(p.start_s, p.end_s, c["start_s"], c["end_s"]) for p in pieces if p.kind == "main"
+                       for c in clips)
+    assert curated_main / main_s >= 0.8, f"{curated_main:.0f} of {main_s:.0f} s of the main reader curated"
+    # every candidate clip is in exactly one of gold.clips and the clip quarantine
+    state = [r for r in _table(spark, wh, CLIP_STATE) if r["audio_id"] == long_id]
+    assert {r["clip_id"] for r in state if r["status"] == "curated"} == {c["clip_id"] for c in clips}
+    assert all(r["failed_expectations"] for r in state if r["status"] == "quarantined")
+    # the short files: one clip each, spanning the file
+    for name in ("jfk.flac", "librispeech_3436-172162-0000.ogg"):
+        if name in gold:
+            mine = [c for c in _table(spark, wh, CLIPS) if c["audio_id"] == gold[name]["audio_id"]]
+            assert len(mine) == 1 and mine[0]["whole_file"] and mine[0]["start_s"] == 0.0
+            assert mine[0]["duration_s"] == pytest.approx(gold[name]["duration_s"])
+    assert_invariant(spark, wh)
+
+
+@pytest.mark.slow
+def test_clip_lifecycle_rerun_recipe_change_rule_change_replaced_and_deleted(spark, tmp_path):
+    """A 1.5-minute long-form recording and a short file: a rerun writes nothing; a changed floor re-judges
+    without annotating; changed clip rules re-cut without ASR; replaced bytes and a deleted file leave no
+    stale clip."""
+    import longform
+    from conftest import CORPUS, assert_invariant
+
+    from jobs.commandline.runner import execute
+    from jobs.config import load_config, with_overrides
+    from jobs.warehouse.catalog import CLIP_STATE, CLIPS, SILVER
+    from jobs.warehouse.store import Warehouse
+    from schemas.gold import UTTERANCES
+
+    src = tmp_path / "audio"
+    longform.build(src / "long.wav", limit=8, inserts=("music", "other"))
+    shutil.copyfile(CORPUS / "speech/en/jfk.flac", src / "jfk.flac")
+    config = load_config(overrides={"warehouse": str(tmp_path / "wh")}, sources=[str(src)])
+    wh = Warehouse(spark, config.warehouse)
+    assert execute(spark, config, wh, "run").exit_code == 0
+    tables = (SILVER, UTTERANCES, CLIPS, CLIP_STATE)
+    versions = {t.qualified: wh.table_version(t) for t in tables}
+    rerun = execute(spark, config, wh, "run")
+    assert rerun.exit_code == 0 and {t.qualified: wh.table_version(t) for t in tables} == versions
+
+    # a floor changed: judged again, nothing annotated, the clips that miss it leave gold
+    before = {c["clip_id"]: c for c in _table(spark, wh, CLIPS)}
+    floor = sorted(c["snr_db"] for c in before.values())[len(before) // 2]  # half the clips miss it
+    strict = with_overrides(config, {"publish": {"recipe": {"snr_db_min": floor}}})
+    judged = execute(spark, strict, wh, "run")
+    assert judged.exit_code == 0 and judged.results["annotate"].annotated == 0
+    after = {c["clip_id"]: c for c in _table(spark, wh, CLIPS)}
+    assert set(after) == {k for k, c in before.items() if c["snr_db"] >= floor} and len(after) < len(before)
+    dropped = [r for r in _table(spark, wh, CLIP_STATE) if r["clip_id"] in set(before) - set(after)]
+    assert dropped and all("snr_floor" in r["failed_expectations"] for r in dropped)
+    assert_invariant(spark, wh)
+
+    # the clip rules changed: re-cut and re-judged, ASR not run again
+    asr_before = {r["audio_id"]: r["asr"] for r in _table(spark, wh, SILVER)}
+    tts = with_overrides(config, {"clips": {"min_s": 3.0, "max_s": 15.0}})
+    recut = execute(spark, tts, wh, "run")
+    assert recut.exit_code == 0
+    ran = {name for name, n in recut.results["annotate"].by_annotator.items() if n["files"]}
+    assert ran == {"clips"}, recut.results["annotate"].by_annotator
+    assert {r["audio_id"]: r["asr"] for r in _table(spark, wh, SILVER)} == asr_before
+    clips = _table(spark, wh, CLIPS)
+    assert clips and all(3.0 <= c["duration_s"] <= 15.0 for c in clips)
+    assert_invariant(spark, wh)
+
+    # bytes replaced (the long file becomes a short one) and a file deleted: no stale clip stays anywhere
+    old = {r["audio_id"] for r in _table(spark, wh, UTTERANCES)}
+    shutil.copyfile(CORPUS / "speech/en/LJ001-0001.wav", src / "long.wav")
+    (src / "jfk.flac").unlink()
+    assert execute(spark, tts, wh, "run").exit_code == 0
+    gold = {r["audio_id"] for r in _table(spark, wh, UTTERANCES)}
+    assert gold and not gold & old
+    assert {c["audio_id"] for c in _table(spark, wh, CLIPS)} == gold
+    assert {r["audio_id"] for r in _table(spark, wh, CLIP_STATE)} == gold
+    assert_invariant(spark, wh)
