@@ -177,7 +177,7 @@ def _passages(units: list[Unit], rules: Rules) -> list[tuple[int, int]]:
             if gap >= rules.min_pause_s:
                 cuts.append(j)
     bounds = [0, *sorted(set(cuts)), len(units)] if units else []
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def _cut_cost(units: list[Unit], j: int, b: int) -> float:

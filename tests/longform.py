@@ -121,26 +121,56 @@ def write_placement(pieces: list[Piece], path: Path) -> None:
     path.write_text("\n".join(json.dumps(asdict(p)) for p in pieces) + "\n", encoding="utf-8")
 
 
-def reference_words(samples: np.ndarray, pieces: list[Piece]) -> list[tuple[float, float, str]]:
-    """(start_s, end_s, word) of every reference word of the main reader and the other voices, placed by
-    pocketsphinx's forced alignment of each piece against its reference text (English)."""
+def _align(samples: np.ndarray, pieces: list[Piece]):
+    """Per speech piece with a reference text: (piece, its reference words, the aligned ones as
+    (start_s, end_s, word) from pocketsphinx's forced alignment, English)."""
     import re
 
     from pocketsphinx import Decoder
 
-    out = []
     decoder = Decoder(samprate=SR, bestpath=False, loglevel="FATAL")
     for p in pieces:
         if p.kind not in ("main", "other") or not p.text:
             continue
+        words = re.sub(r"[^a-z' ]", " ", p.text.lower()).split()
         # words outside pocketsphinx's dictionary are left out: their audio joins a neighbouring word
-        words = [w for w in re.sub(r"[^a-z' ]", " ", p.text.lower()).split() if decoder.lookup_word(w)]
+        known = [w for w in words if decoder.lookup_word(w)]
         pcm = (np.clip(samples[int(p.start_s * SR): int(p.end_s * SR)], -1, 1) * 32767).astype(np.int16)
-        decoder.set_align_text(" ".join(words))
+        decoder.set_align_text(" ".join(known))
         decoder.start_utt()
         decoder.process_raw(pcm.tobytes(), full_utt=True)
         decoder.end_utt()
-        for seg in decoder.seg():
-            if seg.word not in ("<s>", "</s>", "<sil>", "[NOISE]") and not seg.word.startswith("+"):
-                out.append((p.start_s + seg.start_frame / 100, p.start_s + (seg.end_frame + 1) / 100, seg.word))
+        aligned = [(p.start_s + seg.start_frame / 100, p.start_s + (seg.end_frame + 1) / 100, seg.word)
+                   for seg in decoder.seg()
+                   if seg.word not in ("<s>", "</s>", "<sil>", "[NOISE]") and not seg.word.startswith("+")]
+        yield p, words, aligned
+
+
+def reference_words(samples: np.ndarray, pieces: list[Piece]) -> list[tuple[float, float, str]]:
+    """(start_s, end_s, word) of every reference word pocketsphinx could align (of the main reader and the
+    other voices)."""
+    return [w for _, _, aligned in _align(samples, pieces) for w in aligned]
+
+
+def reference_timeline(samples: np.ndarray, pieces: list[Piece]) -> list[tuple[float, str]]:
+    """(time_s, word) of every word of every reference text, in order: an aligned word at its midpoint, a
+    word pocketsphinx does not know between its aligned neighbours (or at its piece's edge)."""
+    out = []
+    for p, words, aligned in _align(samples, pieces):
+        mids = iter([((a + b) / 2, w) for a, b, w in aligned])
+        nxt = next(mids, None)
+        times: list[float | None] = []
+        for w in words:
+            if nxt is not None and nxt[1].split("(")[0] == w:
+                times.append(nxt[0])
+                nxt = next(mids, None)
+            else:
+                times.append(None)
+        known = [(k, t) for k, t in enumerate(times) if t is not None]
+        for k, w in enumerate(words):
+            if times[k] is None:
+                before = max((t for j, t in known if j < k), default=p.start_s)
+                after = min((t for j, t in known if j > k), default=p.end_s)
+                times[k] = (before + after) / 2
+            out.append((times[k], w))
     return out

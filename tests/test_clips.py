@@ -3,7 +3,6 @@ through `voxlake run` and its lifecycle (rerun, recipe change, clip-rule change,
 deleted) and the clip exports, checked against the known placement of every piece."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -46,7 +45,7 @@ def test_clips_end_at_sentence_ends_within_bounds_and_never_inside_a_word():
         assert units[members[-1]].word["word"].endswith(".")  # every cut after a sentence end
         for a, b, _ in words:  # a boundary is never strictly inside a word
             assert not (a < start < b) and not (a < end < b)
-    for (_, end, _), (start, _, _) in zip(clips, clips[1:]):
+    for (_, end, _), (start, _, _) in zip(clips, clips[1:], strict=False):
         assert end <= start  # neighbours never overlap
 
 
@@ -103,6 +102,17 @@ def test_a_short_file_is_one_clip_spanning_it_with_the_files_own_measures():
     assert clip["whole_file"] and (clip["start_s"], clip["end_s"]) == (0.0, 5.0)
     assert (clip["snr_db"], clip["dnsmos_ovrl"], clip["speech_ratio"], clip["words_per_s"]) == (31.5, 3.1, 0.14, 1.4)
     assert clip["text"] == "Hello." and clip["words"][0]["start_s"] == 1.0
+
+
+def test_the_tts_recipe_is_a_valid_config_and_old_duration_keys_say_where_they_went():
+    from conftest import REPO
+
+    from jobs.config import ConfigError, load_config
+
+    tts = load_config(str(REPO / "deploy" / "recipes" / "tts.yaml"), overrides={"warehouse": "unused"})
+    assert (tts.clips.min_s, tts.clips.max_s, tts.publish.recipe.max_speakers) == (3.0, 15.0, 1)
+    with pytest.raises(ConfigError, match="duration_s_max' was replaced by clips.max_s"):
+        load_config(overrides={"warehouse": "unused", "publish": {"recipe": {"duration_s_max": 60.0}}})
 
 
 # ------------------------------------------------------------------ a long recording through voxlake run
@@ -254,3 +264,63 @@ def test_clip_lifecycle_rerun_recipe_change_rule_change_replaced_and_deleted(spa
     assert {c["audio_id"] for c in _table(spark, wh, CLIPS)} == gold
     assert {r["audio_id"] for r in _table(spark, wh, CLIP_STATE)} == gold
     assert_invariant(spark, wh)
+
+
+@pytest.mark.slow
+def test_clip_exports_load_in_their_libraries_and_match_gold_clips(spark, longform_run, tmp_path):
+    import glob
+    import io
+    import json as jsonlib
+
+    import datasets
+    import soundfile as sf
+    import webdataset as wds
+    from lhotse import CutSet, RecordingSet, SupervisionSet, combine
+
+    from jobs.commands.export import ExportRequest, run_export
+    from jobs.warehouse.catalog import CLIPS
+
+    config, wh = longform_run["config"], longform_run["wh"]
+    gold = {c["clip_id"]: c for c in _table(spark, wh, CLIPS)}
+    assert any(not c["whole_file"] for c in gold.values())
+    out = {fmt: run_export(spark, config, wh, ExportRequest(format=fmt, out=str(tmp_path / fmt)))
+           for fmt in ("nemo", "lhotse", "hf", "webdataset")}
+    assert all(s["unit"] == "clips" and s["rows"] == len(gold) for s in out.values())
+    assert out["nemo"]["clip_rules"]["max_s"] == config.clips.max_s and out["nemo"]["clip_params_hashes"]
+
+    lines = [jsonlib.loads(x) for p in sorted(glob.glob(str(tmp_path / "nemo" / "manifest_*.json"))) for x in open(p)]
+    assert {x["clip_id"] for x in lines} == set(gold)
+    for x in lines:
+        c = gold[x["clip_id"]]
+        assert x["offset"] == pytest.approx(c["start_s"], abs=1e-3)
+        assert x["duration"] == pytest.approx(c["duration_s"], abs=1e-3)
+        assert x["text"] == c["text"] or c["whole_file"]
+
+    cuts = CutSet.from_manifests(
+        recordings=combine([RecordingSet.from_file(p) for p in sorted(glob.glob(str(tmp_path / "lhotse" / "recordings_*")))]),
+        supervisions=combine([SupervisionSet.from_file(p)
+                              for p in sorted(glob.glob(str(tmp_path / "lhotse" / "supervisions_*")))]))
+    sups = {s.id: s for cut in cuts for s in cut.supervisions}
+    assert set(sups) == set(gold)
+    for cid, s in sups.items():
+        c = gold[cid]
+        assert s.start == pytest.approx(c["start_s"], abs=1e-3) and s.duration == pytest.approx(c["duration_s"], abs=1e-3)
+        first = s.alignment["word"][0]
+        assert first.start == pytest.approx(c["start_s"] + c["words"][0]["start_s"], abs=2e-3)
+
+    ds = datasets.load_dataset("parquet", data_files=sorted(glob.glob(str(tmp_path / "hf" / "data" / "*.parquet"))),
+                               split="train")
+    assert isinstance(ds.features["audio"], datasets.Audio)
+    for row in ds.cast_column("audio", datasets.Audio(decode=False)):
+        audio, rate = sf.read(io.BytesIO(row["audio"]["bytes"]))
+        assert len(audio) / rate == pytest.approx(gold[row["clip_id"]]["duration_s"], abs=0.01)
+        assert row["text"] == gold[row["clip_id"]]["text"] or gold[row["clip_id"]]["whole_file"]
+
+    seen = set()
+    for sample in wds.WebDataset(sorted(glob.glob(str(tmp_path / "webdataset" / "shard-*.tar"))), shardshuffle=False):
+        meta = jsonlib.loads(sample["json"])
+        audio, rate = sf.read(io.BytesIO(sample["flac"]))
+        assert sample["__key__"] == meta["clip_id"]
+        assert len(audio) / rate == pytest.approx(gold[meta["clip_id"]]["duration_s"], abs=0.01)
+        seen.add(meta["clip_id"])
+    assert seen == set(gold)

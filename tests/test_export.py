@@ -53,14 +53,15 @@ def exported(spark, tmp_path_factory):
     out = {}
     for fmt in ("nemo", "lhotse", "hf", "webdataset"):
         out[fmt] = run_export(spark, config, wh, ExportRequest(
-            format=fmt, out=str(root / fmt), embed_audio=fmt == "hf", segments=False))
-    out["nemo_again"] = run_export(spark, config, wh, ExportRequest(format="nemo", out=str(root / "nemo_again")))
-    out["webdataset_again"] = run_export(spark, config, wh, ExportRequest(format="webdataset",
+            format=fmt, out=str(root / fmt), embed_audio=fmt == "hf", unit="files"))
+    out["nemo_again"] = run_export(spark, config, wh, ExportRequest(format="nemo", out=str(root / "nemo_again"),
+                                                                    unit="files"))
+    out["webdataset_again"] = run_export(spark, config, wh, ExportRequest(format="webdataset", unit="files",
                                                                          out=str(root / "webdataset_again")))
     out["nemo_first"] = run_export(spark, config, wh, ExportRequest(format="nemo", out=str(root / "nemo_first"),
-                                                                    version=first_version))
+                                                                    version=first_version, unit="files"))
     out["nemo_en"] = run_export(spark, config, wh, ExportRequest(format="nemo", out=str(root / "nemo_en"),
-                                                                 where="language = 'en'", segments=True))
+                                                                 where="language = 'en'", unit="segments"))
     gold = {r["audio_id"]: r.asDict(recursive=True)
             for r in spark.read.format("delta").load(wh.path(UTTERANCES)).collect()}
     first = {r["audio_id"] for r in spark.read.format("delta").option("versionAsOf", first_version)

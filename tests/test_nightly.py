@@ -18,7 +18,7 @@ from conftest import CORPUS, LEAN_ANNOTATE, LEAN_RECIPE, REPO, assert_invariant,
 
 from jobs.commandline.runner import execute
 from jobs.config import load_config, with_overrides
-from jobs.warehouse.catalog import SILVER
+from jobs.warehouse.catalog import CLIP_STATE, CLIPS, SILVER
 from schemas.gold import SEGMENTS, UTTERANCES
 from schemas.tables import BRONZE, FILE_STATE, RUNS
 
@@ -110,6 +110,9 @@ def _snapshot(spark, wh) -> dict:
         "gold": sorted(json.dumps(keep(r, ("published_at", "publish_run_id", "annotated_at")), sort_keys=True,
                                   default=str) for r in table(spark, wh, UTTERANCES)),
         "segments": sorted((r["audio_id"], r["segment_id"], r["text"]) for r in table(spark, wh, SEGMENTS)),
+        "clips": sorted((r["clip_id"], r["text"]) for r in table(spark, wh, CLIPS)),
+        "clip_state": sorted((r["clip_id"], r["status"], tuple(r["failed_expectations"] or ()))
+                             for r in table(spark, wh, CLIP_STATE)),
         "file_state": sorted((r["uri"], r["audio_id"], r["stage"], r["status"], r["error_code"], r["reason"],
                               tuple(r["failed_expectations"] or ())) for r in table(spark, wh, FILE_STATE)),
     }
@@ -117,7 +120,8 @@ def _snapshot(spark, wh) -> dict:
 
 # a stage's second and last chunk: its commits are the first chunk's again, and a crash after them leaves
 # the stage done (the first chunk's are walked: a crash between two chunks)
-SAME_AS_WALKED = {"annotate.silver#2", "publish.gold#2", "publish.segments#2", "publish.file_state#2"}
+SAME_AS_WALKED = {"annotate.silver#2", "publish.gold#2", "publish.segments#2", "publish.clips#2",
+                  "publish.clip_state#2", "publish.file_state#2"}
 
 
 def _walk(spark, tmp_path, start, config, commands: tuple[str, ...], tag: str, walked: set) -> dict:
@@ -157,7 +161,8 @@ def _walk(spark, tmp_path, start, config, commands: tuple[str, ...], tag: str, w
 def test_a_crash_after_any_commit_is_repaired_by_the_next_run(spark, tmp_path):
     """Every commit a night makes, walked: the command making it is run again from the state it started
     from (a copy) and stopped right after that commit, and the next `voxlake run` must leave the tables
-    (bronze, silver results, gold rows and segments, file outcomes) as the uninterrupted night did, with
+    (bronze, silver results, gold rows, segments and clips, file and clip outcomes) as the uninterrupted
+    night did, with
     the invariant holding. Two nights keep it affordable: the first deletes a curated file (ingest's,
     reconcile's and link's commits, each followed by a short run), the second brings new files, a noise
     tone and other bytes at a curated URI (annotate's and publish's commits, with a crash between the
@@ -197,7 +202,8 @@ def test_a_crash_after_any_commit_is_repaired_by_the_next_run(spark, tmp_path):
                    walked)
 
     for name in ("ingest.bronze", "annotate.silver", "link.links", "publish.gold", "publish.segments",
-                 "publish.file_state", "reconcile.gold", "reconcile.segments", "reconcile.file_state", "ledger"):
+                 "publish.clips", "publish.clip_state", "publish.file_state", "reconcile.gold",
+                 "reconcile.segments", "reconcile.clips", "reconcile.clip_state", "reconcile.file_state", "ledger"):
         assert f"{name}#1" in walked, (name, sorted(walked))
     assert {p.split("#")[0] for p in walked} <= set(POINTS)
 

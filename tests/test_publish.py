@@ -1,7 +1,6 @@
 """Quality gates and publishing on the shared corpus run: conservation, reasons, idempotency, blocking."""
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest

@@ -188,7 +188,6 @@ class PublishStage(Stage):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        cfg = self.config.publish
         self.rhash = recipe_hash(self.config)
         values = suite_values(self.config)
         self.files_spec, self.clips_spec = load_suite_spec("files", values), load_suite_spec("clips", values)
@@ -379,8 +378,8 @@ def archive_for(spark, warehouse: Warehouse, config: Config, rhash: str, batch, 
 
 
 def _publish_chunk(spark, warehouse: Warehouse, part, clips, record: RunRecord) -> tuple[int, int]:
-    """Commit one judged chunk (gold, segments, clips, outcomes of files and clips). Returns (judged,
-    rejected)."""
+    """Commit one judged chunk (gold, segments, clips, the clips' outcomes, the files' outcomes). Returns
+    (judged, rejected)."""
     from pyspark.sql import functions as F
 
     counts = part.agg(F.count("*").alias("n"), F.sum("rejected").alias("r")).first()
@@ -388,8 +387,9 @@ def _publish_chunk(spark, warehouse: Warehouse, part, clips, record: RunRecord) 
     if n:
         _merge_gold(spark, warehouse, part, record.run_id)
         _merge_clips(spark, warehouse, part, clips, record.run_id)
-        _record_outcomes(spark, warehouse, part, record.run_id)
         _record_clip_outcomes(spark, warehouse, part, clips, record.run_id)
+        # last: a file's decision marks it done, so a crash before this commit has the chunk judged again
+        _record_outcomes(spark, warehouse, part, record.run_id)
     return n, rejected
 
 

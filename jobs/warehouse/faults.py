@@ -29,8 +29,8 @@ POINTS = (
     "publish.gold",           # one chunk's MERGE into gold.utterances
     "publish.segments",       # the same chunk's MERGE into gold.segments
     "publish.clips",          # the same chunk's MERGE into gold.clips
-    "publish.file_state",     # the same chunk's decisions into ops.file_state
     "publish.clip_state",     # the same chunk's clip decisions into ops.clip_state
+    "publish.file_state",     # the same chunk's decisions into ops.file_state (last: the chunk is done)
     "reconcile.gold",         # gold rows of audio that is gone, undecodable or moved: deleted
     "reconcile.segments",     # ... and their segments
     "reconcile.clips",        # ... and their clips (and those of files no longer in gold)
