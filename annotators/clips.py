@@ -111,22 +111,28 @@ class Rules:
     split_on_speaker_change: bool
 
 
-def label_at(turns: list[dict], t: float) -> int | None:
-    """The speaker label of the turn covering time t (turns are sorted and disjoint); None outside them."""
-    starts = [x["start_s"] for x in turns]
+def label_at(turns: list[dict], t: float, starts: list[float] | None = None) -> int | None:
+    """The speaker label of the turn covering time t (turns are sorted and disjoint; `starts`, their start
+    times, when the caller asks for many); None outside them."""
+    starts = starts if starts is not None else [x["start_s"] for x in turns]
     k = bisect.bisect_right(starts, t) - 1
     return int(turns[k]["speaker"]) if k >= 0 and t < turns[k]["end_s"] else None
 
 
-def trim_to_speech(start: float, end: float, speech: list[dict], long_pause: float) -> tuple[float, float]:
+def trim_to_speech(start: float, end: float, speech: list[dict], long_pause: float,
+                   ends: list[float] | None = None) -> tuple[float, float]:
     """A word's timestamps without the non-speech (per the VAD) they stretch over. Whisper often lets a
     word begin in the pause before it (or, at times, run across seconds of music or noise). The word is cut
     down to the VAD speech under it, with SNAP_S to spare on each side (a soft onset such as an aspirated
     /p/ is often below the VAD's threshold): from the first speech in it, or the first after its last
     silence of at least `long_pause`, to the last speech in it. A word with no VAD speech under it keeps
     its timestamps."""
-    inside = [(max(s["start_s"], start), min(s["end_s"], end)) for s in speech
-              if s["end_s"] > start and s["start_s"] < end]
+    ends = ends if ends is not None else [s["end_s"] for s in speech]  # sorted: VAD segments are disjoint
+    inside = []
+    for s in speech[bisect.bisect_right(ends, start):]:
+        if s["start_s"] >= end:
+            break
+        inside.append((max(s["start_s"], start), min(s["end_s"], end)))
     # a sliver of the neighbouring word's VAD segment at either edge is that word's speech, not this one's
     if len(inside) > 1 and inside[0][0] == start and inside[0][1] - start < SPILL_S:
         inside = inside[1:]
@@ -146,16 +152,17 @@ def units_of(words: list[dict], speech: list[dict], turns: list[dict], long_paus
     """The words in time order, trimmed to the speech under them (or the VAD segments when there are no
     words), each with its speaker label."""
     if words:
-        spans = []
+        spans, ends = [], [s["end_s"] for s in speech]
         for w in words:
             a, b = float(w["start_s"]), max(float(w["end_s"]), float(w["start_s"]))
             if speech:
-                a, b = trim_to_speech(a, b, speech, long_pause)
+                a, b = trim_to_speech(a, b, speech, long_pause, ends)
             spans.append((a, b, w))
         spans.sort(key=lambda t: (t[0], t[1]))
     else:
         spans = [(float(s["start_s"]), float(s["end_s"]), None) for s in speech]
-    return [Unit(a, b, w, label_at(turns, (a + b) / 2) if turns else None) for a, b, w in spans]
+    starts = [x["start_s"] for x in turns]
+    return [Unit(a, b, w, label_at(turns, (a + b) / 2, starts) if turns else None) for a, b, w in spans]
 
 
 def _passages(units: list[Unit], rules: Rules) -> list[tuple[int, int]]:

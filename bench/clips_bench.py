@@ -42,8 +42,11 @@ import longform  # noqa: E402  (the long-form builder the tests use)
 
 TOLERANCE_S = 0.05
 BASELINE_REF = "bf56246"  # the last commit before clips: files were the unit of curation
-SETS = [("long_a.wav", {"seed": 7}), ("long_b.wav", {"seed": 11, "passage": (3, 5),
-                                                      "inserts": ("other", "noise", "music", "silence", "other")})]
+# two recordings with the main reader's utterances split between them (the same utterances in both would make
+# `link` call them near-duplicates) and their inserts drawn from different places of the corpus's lists
+SETS = [("long_a.wav", {"seed": 7, "limit": 17}),
+        ("long_b.wav", {"seed": 11, "first": 17, "first_insert": 3, "passage": (2, 3),
+                        "inserts": ("other", "noise", "music", "silence", "other")})]
 
 
 def delta_rows(path: Path) -> list[dict]:
@@ -117,7 +120,9 @@ def main(argv=None) -> int:
         recipe = {"publish": {"recipe": {"max_speakers": 1}}}
         base_cfg.write_text(yaml.safe_dump({**recipe, "annotate": {"annotators": [n for n in every if n != "clips"]}}))
         clip_cfg.write_text(yaml.safe_dump(recipe))
-        first_wall, _, _ = timed_voxlake("run", "--source", str(src), "--warehouse", str(wh), "--config", str(base_cfg))
+        # every file fails clips_measured without the clips annotator: the critical suite blocks that batch (exit 1)
+        first_wall, _, _ = timed_voxlake("run", "--source", str(src), "--warehouse", str(wh), "--config", str(base_cfg),
+                                         ok_codes=(0, 1))
         second_wall, _, _ = timed_voxlake("run", "--warehouse", str(wh), "--config", str(clip_cfg))
         seconds = stage_seconds(wh)
         base_annotate, clip_annotate = seconds[0]["annotate"], seconds[1]["annotate"]
@@ -190,7 +195,7 @@ def main(argv=None) -> int:
 
         lines = ["## Training clips: a long-form set through `voxlake run`", "",
                  f"Two recordings built from the corpus (tests/longform.py; {total_s / 60:.1f} min in all): one "
-                 "main reader (LJ Speech) in passages, with music, noise, silence and other voices (LibriSpeech, "
+                 "main reader (LJ Speech: half of her utterances in each) in passages, with music, noise, silence and other voices (LibriSpeech, "
                  "JFK, TIMIT, speechbrain) between them. `voxlake run` with the shipped settings and "
                  "`max_speakers: 1`; every figure is checked against the known placement. Reference word "
                  f"edges: pocketsphinx's forced alignment (an edge within {TOLERANCE_S * 1000:.0f} ms of a word's "

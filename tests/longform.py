@@ -56,14 +56,15 @@ def main_utterances() -> list[str]:
 
 def build(path: Path, repeats: int = 1, seed: int = 7, passage: tuple[int, int] = (2, 4),
           inserts: tuple[str, ...] = ("music", "other", "noise", "other", "silence"),
-          limit: int | None = None) -> list[Piece]:
-    """Write the long-form WAV at `path` (the main reader's utterances `repeats` times over, or the first
-    `limit` of them) and return the placement of every piece in it."""
+          limit: int | None = None, first: int = 0, first_insert: int = 0) -> list[Piece]:
+    """Write the long-form WAV at `path` (the main reader's utterances `repeats` times over, or `limit` of
+    them from the `first`; the inserts' sources cycled from `first_insert`) and return the placement of
+    every piece in it."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
     meta = manifest()
-    mains = (main_utterances() * repeats)[:limit]
+    mains = (main_utterances() * repeats)[first:][:limit]
     parts: list[np.ndarray] = []
     pieces: list[Piece] = []
     t = 0
@@ -80,7 +81,7 @@ def build(path: Path, repeats: int = 1, seed: int = 7, passage: tuple[int, int] 
         put("pause", (rng.standard_normal(int(rng.uniform(lo, hi) * SR)) * 10 ** (-70 / 20)).astype(np.float32))
 
     put("silence", np.zeros(int(0.5 * SR), np.float32))
-    k, n_insert = 0, 0
+    k, n_insert = 0, first_insert
     while k < len(mains):
         for _ in range(int(rng.integers(passage[0], passage[1] + 1))):
             if k >= len(mains):
@@ -91,7 +92,7 @@ def build(path: Path, repeats: int = 1, seed: int = 7, passage: tuple[int, int] 
             k += 1
         if k >= len(mains):
             break
-        kind = inserts[n_insert % len(inserts)]
+        kind = inserts[(n_insert - first_insert) % len(inserts)]
         pause(0.6, 1.0)
         if kind == "music":
             rel = MUSIC[n_insert % len(MUSIC)]

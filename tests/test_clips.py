@@ -113,6 +113,8 @@ def test_the_tts_recipe_is_a_valid_config_and_old_duration_keys_say_where_they_w
     assert (tts.clips.min_s, tts.clips.max_s, tts.publish.recipe.max_speakers) == (3.0, 15.0, 1)
     with pytest.raises(ConfigError, match="duration_s_max' was replaced by clips.max_s"):
         load_config(overrides={"warehouse": "unused", "publish": {"recipe": {"duration_s_max": 60.0}}})
+    with pytest.raises(ConfigError, match=r"clips.min_s \(20.0\) must be above 0 and below clips.max_s \(15.0\)"):
+        load_config(overrides={"warehouse": "unused", "clips": {"min_s": 20.0, "max_s": 15.0}})
 
 
 # ------------------------------------------------------------------ a long recording through voxlake run
@@ -130,8 +132,9 @@ def _overlap(a0, a1, b0, b1) -> float:
 
 @pytest.fixture(scope="module")
 def longform_run(spark, tmp_path_factory):
-    """A 5.5-minute long-form recording (longform.build) and two short corpus files, run once with
-    `max_speakers: 1`; the module's tests work on copies of the warehouse."""
+    """A 3-minute long-form recording (longform.build: the main reader's first 20 utterances, with music,
+    other voices, noise and silence between her passages) and two short corpus files, run once with
+    `max_speakers: 1`. The tests read it (and export from it); none changes it."""
     import longform
     from conftest import CORPUS
 
@@ -141,7 +144,7 @@ def longform_run(spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("longform")
     src = root / "audio"
-    pieces = longform.build(src / "long.wav")
+    pieces = longform.build(src / "long.wav", limit=20)
     for rel in ("speech/en/jfk.flac", "speech/en/librispeech_3436-172162-0000.ogg"):
         shutil.copyfile(CORPUS / rel, src / rel.rsplit("/", 1)[1])
     config = load_config(overrides={"warehouse": str(root / "wh"), "publish": {"recipe": {"max_speakers": 1}}},
@@ -166,7 +169,7 @@ def test_a_long_recording_is_curated_through_clean_single_speaker_clips(spark, l
 
     wh, pieces, rules = longform_run["wh"], longform_run["pieces"], longform_run["config"].clips
     gold = {r["uri"].rsplit("/", 1)[1]: r for r in _table(spark, wh, UTTERANCES)}
-    assert "long.wav" in gold and gold["long.wav"]["duration_s"] > 300  # no file-length ceiling at the gate
+    assert "long.wav" in gold and gold["long.wav"]["duration_s"] > 150  # no file-length ceiling at the gate
     long_id = gold["long.wav"]["audio_id"]
     clips = [c for c in _table(spark, wh, CLIPS) if c["audio_id"] == long_id]
     assert gold["long.wav"]["clips_curated"] == len(clips) > 5

@@ -69,6 +69,13 @@ def config_from_tree(tree: dict, sources=(), manifests=(), origin: str = "") -> 
     if run["dead_after_s"] <= run["heartbeat_s"]:  # every run would count as dead (and fence itself off)
         raise ConfigError(f"invalid configuration{origin}: run.dead_after_s ({run['dead_after_s']}) must be larger "
                           f"than run.heartbeat_s ({run['heartbeat_s']})")
+    clips = tree["clips"]
+    if not 0 < clips["min_s"] < clips["max_s"]:  # no clip could pass clip_duration
+        raise ConfigError(f"invalid configuration{origin}: clips.min_s ({clips['min_s']}) must be above 0 and below "
+                          f"clips.max_s ({clips['max_s']})")
+    if clips["split_pause_s"] < clips["min_pause_s"]:  # a forced cut would fall in a pause too short to cut in
+        raise ConfigError(f"invalid configuration{origin}: clips.split_pause_s ({clips['split_pause_s']}) must be at "
+                          f"least clips.min_pause_s ({clips['min_pause_s']})")
     return dataclasses.replace(_build(Config, tree), sources=tuple(sources or ()), manifests=tuple(manifests or ()))
 
 
