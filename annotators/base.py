@@ -23,6 +23,9 @@ OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 # failure is retried on the next run only while this stays under annotate.max_attempts.
 ATTEMPT_FIELD = pa.field("attempt", pa.int32())
 
+# One scored model window of a file (quality's DNSMOS, distillmos): where it starts and its score.
+WINDOW_SCORE = pa.struct([pa.field("start_s", pa.float64()), pa.field("score", pa.float64())])
+
 COMMON_FIELDS = [
     pa.field("status", pa.string()),
     pa.field("error_code", pa.string()),

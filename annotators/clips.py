@@ -18,9 +18,10 @@ A recording no longer than `max_s` is one clip spanning the whole file, not trim
 file's own results, copied, so a short file is judged exactly as it was before clips existed.
 
 Every other clip is measured on its span while the decoded audio is in memory: speech ratio (the VAD
-segments inside it), SNR (annotators.snr on the span), DNSMOS P.835 (annotators.quality.P835) and DistillMOS on
-`mos_windows` model windows spread over the span (the centre window by default, the whole clip when it is
-shorter than a window; BENCHMARKS.md, "Training clips", has what the clip step costs), clipping (the native samples of the span), music ratio (the
+segments inside it), SNR (annotators.snr on the span), DNSMOS P.835 and DistillMOS: the mean of the file-level
+annotators' scored windows that lie inside the span, else (annotators.quality.P835, and the DistillMOS
+model) `mos_windows` model windows spread over the span (the centre window by default, the whole clip
+when it is shorter than a window; BENCHMARKS.md, "Training clips", has what the clip step costs), clipping (the native samples of the span), music ratio (the
 events annotator's patches whose centre lies in the span), speaker label and purity (the speakers
 annotator's turns over the span: the share of the span's labelled speech by its main label), and from the
 words inside it: text, word timings relative to the clip, mean word probability, the ASR segments' log
@@ -43,7 +44,7 @@ from annotators.base import OK, Annotator, AudioItem, Resources
 from annotators.distillmos import WINDOW, WINDOWS_PER_CALL, score_windows, windows
 from annotators.events import MUSIC, PATCH_HOP_S, PATCH_S
 from annotators.levels import Levels
-from annotators.quality import centred_windows
+from annotators.quality import WINDOW_S, centred_windows
 from annotators.snr import Snr, measure_snr
 from annotators.text import NO_WORD_BOUNDARY_LANGS, Text, normalize, repeated_ngrams, text_language
 
@@ -388,12 +389,17 @@ class Clips(Annotator):
         }
         if vad and _ok(item, "snr"):
             out["snr_db"] = measure_snr(x, SR, local, Snr.default_params)["snr_db"]
-        if _ok(item, "quality"):
-            scores = self._p835.score(x, self.params["mos_windows"])
-            out["dnsmos_ovrl"] = scores[2] if scores else None
-        if _ok(item, "distillmos") and duration >= 1.0:
-            batch = np.stack([windows(w, 1)[0] for w in centred_windows(x, WINDOW, self.params["mos_windows"])])
-            out["distillmos"] = float(score_windows(self._distill, batch, WINDOWS_PER_CALL).mean())
+        quality, distill = _ok(item, "quality"), _ok(item, "distillmos")
+        if quality:
+            known = _scores_inside(quality, WINDOW_S, start, end)
+            scores = None if known else self._p835.score(x, self.params["mos_windows"])
+            out["dnsmos_ovrl"] = known or (scores[2] if scores else None)
+        if distill and duration >= 1.0:
+            known = _scores_inside(distill, WINDOW / SR, start, end)
+            if not known:
+                batch = np.stack([windows(w, 1)[0] for w in centred_windows(x, WINDOW, self.params["mos_windows"])])
+                known = float(score_windows(self._distill, batch, WINDOWS_PER_CALL).mean())
+            out["distillmos"] = known
         events = _ok(item, "events")
         if events and events.get("patch_classes") is not None:
             out["music_ratio"] = _music_share(events["patch_classes"], start, end)
@@ -419,6 +425,14 @@ class Clips(Annotator):
                 or (compression or 0) > params["compression_ratio_max"]
                 or (norm and out["speech_ratio"] is not None and out["speech_ratio"] < params["no_speech_ratio"]))
         return out
+
+
+def _scores_inside(result: dict, window_s: float, start: float, end: float) -> float | None:
+    """The mean score of the file's scored windows (quality's or distillmos's `windows`) that lie inside
+    [start, end]: the clip's own audio, already scored; None when none does."""
+    inside = [w["score"] for w in result.get("windows") or []
+              if w["start_s"] >= start - 1e-6 and w["start_s"] + window_s <= end + 1e-6]
+    return float(np.mean(inside)) if inside else None
 
 
 def _word(w: dict, offset: float) -> dict:

@@ -16,7 +16,7 @@ import io
 import numpy as np
 import pyarrow as pa
 
-from annotators.base import AnnotationError, Annotator, AudioItem, Resources
+from annotators.base import WINDOW_SCORE, AnnotationError, Annotator, AudioItem, Resources
 from annotators.distillmos_frontend import WINDOW, compressed_spectra
 from annotators.torch_exports import cpu_session
 from schemas.errors import ErrorCode
@@ -27,18 +27,25 @@ WINDOWS_PER_CALL = 4  # per forward pass on CPU (its activations grow with each 
 WINDOWS_PER_CALL_GPU = 24
 
 
-def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarray:
-    """Non-overlapping model windows (the last aligned to the end), evenly thinned to `coverage` of the
-    audio and at most max_windows."""
-    if len(x) <= WINDOW:
-        return np.pad(x, (0, WINDOW - len(x)))[None, :]
-    starts = list(range(0, len(x) - WINDOW + 1, WINDOW))
-    if starts[-1] + WINDOW < len(x):
-        starts.append(len(x) - WINDOW)
-    keep = min(max_windows, max(2, int(np.ceil(coverage * len(x) / WINDOW))))
+def window_starts(n_samples: int, max_windows: int, coverage: float = 1.0) -> list[int]:
+    """Where the non-overlapping model windows start (the last aligned to the end), evenly thinned to
+    `coverage` of the audio and at most max_windows; [] for audio no longer than one window (padded)."""
+    if n_samples <= WINDOW:
+        return []
+    starts = list(range(0, n_samples - WINDOW + 1, WINDOW))
+    if starts[-1] + WINDOW < n_samples:
+        starts.append(n_samples - WINDOW)
+    keep = min(max_windows, max(2, int(np.ceil(coverage * n_samples / WINDOW))))
     if len(starts) > keep:
         starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, keep).round()]
-    return np.stack([x[s: s + WINDOW] for s in starts])
+    return starts
+
+
+def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarray:
+    """The windows of window_starts (audio no longer than a window: zero-padded to one, as the package does)."""
+    if len(x) <= WINDOW:
+        return np.pad(x, (0, WINDOW - len(x)))[None, :]
+    return np.stack([x[s: s + WINDOW] for s in window_starts(len(x), max_windows, coverage)])
 
 
 def score_windows(run, batch: np.ndarray, per_call: int) -> np.ndarray:
@@ -63,7 +70,10 @@ class DistillMos(Annotator):
     # Each window costs a model pass (BENCHMARKS.md, "Annotators"): like DNSMOS, long files are scored
     # on evenly spaced windows over `coverage` of their length (at least 2, at most max_windows)
     default_params = {"coverage": 0.3, "max_windows": 24, "cache_dir": ".deps/models"}
-    fields = [pa.field("mos", pa.float64()), pa.field("n_windows", pa.int32())]
+    # `windows`: each scored window's start and score (none for audio no longer than a window): a clip that
+    # holds one of them reads its DistillMOS from them (annotators.clips); null in rows written before it
+    fields = [pa.field("mos", pa.float64()), pa.field("n_windows", pa.int32()),
+              pa.field("windows", pa.list_(WINDOW_SCORE))]
 
     def setup(self, device="cpu", device_index=0, threads=1):
         super().setup(device, device_index, threads)
@@ -94,4 +104,7 @@ class DistillMos(Annotator):
         # windows first, then the clip and cast: on the windows, not on a copy of the whole file
         batch = windows(item.samples, self.params["max_windows"], self.params["coverage"])
         scores = score_windows(self._scores, batch, self._per_call)
-        return {"mos": float(scores.mean()), "n_windows": len(batch)}
+        starts = window_starts(len(item.samples), self.params["max_windows"], self.params["coverage"])
+        return {"mos": float(scores.mean()), "n_windows": len(batch),
+                "windows": [{"start_s": a / SR, "score": float(v)}  # none when padded to one window
+                            for a, v in zip(starts, scores, strict=True)] if starts else []}

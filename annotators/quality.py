@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators import speechmos_internals as sm
-from annotators.base import AnnotationError, Annotator, AudioItem, Resources
+from annotators.base import WINDOW_SCORE, AnnotationError, Annotator, AudioItem, Resources
 from annotators.onnx import session_options
 from schemas.errors import ErrorCode
 
@@ -31,19 +31,28 @@ WINDOWS_PER_CALL = 16  # on a GPU
 PLC_WINDOWS = 8  # windows per PLCMOS call (72 s): files with more scored windows average the calls
 
 
+def window_starts(n_samples: int, coverage: float = 1.0) -> list[int]:
+    """Where the non-overlapping 9.01 s windows of a signal this long start (the last aligned to the end),
+    evenly thinned to `coverage`; [] when it is shorter than a window (it is tiled to one)."""
+    n = int(WINDOW_S * SR)
+    if n_samples < n:
+        return []
+    starts = list(range(0, n_samples - n + 1, n))
+    if n_samples - (starts[-1] + n) > n // 2:
+        starts.append(n_samples - n)
+    keep = max(1, int(np.ceil(coverage * n_samples / n)))
+    if keep < len(starts):
+        starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, keep).round()]
+    return starts
+
+
 def _windows(x: np.ndarray, coverage: float = 1.0) -> list[np.ndarray]:
-    """Non-overlapping 9.01 s windows (the last aligned to the end), evenly thinned to `coverage`."""
+    """The windows of window_starts (a clip shorter than a window: tiled to one, as speechmos does)."""
     n = int(WINDOW_S * SR)
     if len(x) < n:
         reps = int(np.ceil(n / max(len(x), 1)))
         return [np.tile(x, reps)[:n]]
-    starts = list(range(0, len(x) - n + 1, n))
-    if len(x) - (starts[-1] + n) > n // 2:
-        starts.append(len(x) - n)
-    keep = max(1, int(np.ceil(coverage * len(x) / n)))
-    if keep < len(starts):
-        starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, keep).round()]
-    return [x[s: s + n] for s in starts]
+    return [x[s: s + n] for s in window_starts(len(x), coverage)]
 
 
 def centred_windows(x: np.ndarray, size: int, count: int) -> list[np.ndarray]:
@@ -101,6 +110,10 @@ class Quality(Annotator):
         pa.field("p808", pa.float64()),
         pa.field("n_windows", pa.int32()),
         pa.field("plcmos", pa.float64()),
+        # each scored window's start and P.835 overall score (a recording shorter than a window has none): a
+        # clip that holds one of them reads its DNSMOS from them (annotators.clips). Rows written before
+        # this field existed have it null.
+        pa.field("windows", pa.list_(WINDOW_SCORE)),
     ]
 
     def setup(self, device="cpu", device_index=0, threads=1):
@@ -144,9 +157,13 @@ class Quality(Annotator):
                                                  .astype(np.float32)) for k in range(0, len(windows), step)])
             owner_arr = np.array(owner)
             for i in set(owner):
-                s = scores[owner_arr == i].mean(axis=0)
+                mine = scores[owner_arr == i]
+                s = mine.mean(axis=0)
+                starts = window_starts(len(items[i].samples), self.params["coverage"])
                 results[i] = self.ok(sig=float(s[0]), bak=float(s[1]), ovrl=float(s[2]), p808=float(s[3]),
-                                     plcmos=self._plcmos(plc_input[i]), n_windows=int((owner_arr == i).sum()))
+                                     plcmos=self._plcmos(plc_input[i]), n_windows=len(mine),
+                                     windows=[{"start_s": a / SR, "score": float(w[2])}  # none when tiled
+                                              for a, w in zip(starts, mine, strict=True)] if starts else [])
         return results
 
     def _score(self, batch: np.ndarray) -> np.ndarray:

@@ -8,7 +8,10 @@ Inside the file, the partial embeddings are clustered (agglomerative, average li
 distance, scikit-learn) with `threshold` as the distance at which clusters stop merging; a cluster
 holding less than `min_speaker_share` of the speech windows, and less than `min_speaker_s` of speech, is
 merged into its nearest large one (a cough or a laugh is not a speaker; in a long recording a guest who
-speaks for a minute is, however long the host talks: the clips annotator needs their turns). `n_speakers` counts the clusters left; `turns` are the runs of
+speaks for a minute is, however long the host talks: the clips annotator needs their turns). In a long
+recording a cluster of at least `min_voice_s` of windows also stays a speaker when it sounds like none of
+the large ones (centroid cosine similarity under `merge_similarity`): a few seconds of another voice
+between the host's passages. `n_speakers` counts the clusters left; `turns` are the runs of
 consecutive windows with one label. There is no overlap detection: two voices at once go to one of them.
 The threshold was tuned on the corpus's multi-speaker recordings (bench `speakers`).
 """
@@ -43,8 +46,14 @@ TURN = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float6
 
 
 def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_windows: int = 0,
-                    min_windows: int = 0) -> np.ndarray:
+                    min_windows: int = 0, voice_windows: int = 0, merge_similarity: float = 1.0) -> np.ndarray:
     """Labels 0..k-1 (by first appearance) for unit-norm window embeddings.
+
+    A cluster of fewer than `min_share` of the windows joins its nearest large cluster. In a long
+    recording (where `min_windows` is the smaller bar) a cluster is large from `min_windows` on, and a
+    smaller one of at least `voice_windows` stays a voice of its own when its centroid's cosine similarity
+    to every large cluster's is under `merge_similarity` (on the long-form tests a few seconds of another
+    voice sat at 0.5-0.6, stray groups of the main voice's windows at 0.8 and above).
 
     Agglomerative clustering needs all pairwise distances (n² memory and time: 2.9 GB of them for
     the 27,000 windows of 3 hours of speech), so above `max_windows` it runs on that many evenly spaced
@@ -53,8 +62,9 @@ def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_
         return np.zeros(len(embeds), dtype=np.int32)
     if max_windows and len(embeds) > max_windows:
         sample = embeds[np.linspace(0, len(embeds) - 1, max_windows).round().astype(int)]
-        labels = cluster_windows(sample, threshold, min_share,
-                                 min_windows=int(np.ceil(min_windows * max_windows / len(embeds))) if min_windows else 0)
+        scale = max_windows / len(embeds)
+        labels = cluster_windows(sample, threshold, min_share, min_windows=int(np.ceil(min_windows * scale)),
+                                 voice_windows=int(np.ceil(voice_windows * scale)), merge_similarity=merge_similarity)
         centroids = np.stack([sample[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)])
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
         return first_appearance(np.argmax(embeds @ centroids.T, axis=1))
@@ -64,13 +74,25 @@ def cluster_windows(embeds: np.ndarray, threshold: float, min_share: float, max_
                                   linkage="average").fit_predict(embeds)
     sizes = np.bincount(raw)
     floor = min_share * len(embeds)
-    if min_windows:  # in a long recording a guest who speaks a few minutes is a speaker, however long the host talks
-        floor = min(floor, min_windows)
+    long_recording = bool(min_windows) and min_windows < floor
+    if long_recording:  # a guest who speaks a minute is a speaker, however long the host talks
+        floor = min_windows
     large = np.flatnonzero(sizes >= max(1.0, floor))
     if len(large) == 0:
         large = np.array([int(np.argmax(sizes))])
-    centroids = np.stack([embeds[raw == c].mean(axis=0) for c in large])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+
+    def centroids_of(clusters):
+        c = np.stack([embeds[raw == k].mean(axis=0) for k in clusters])
+        return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+    centroids = centroids_of(large)
+    if long_recording and voice_windows:
+        candidates = np.flatnonzero((sizes >= voice_windows) & (sizes < floor))
+        if len(candidates):
+            distinct = candidates[(centroids_of(candidates) @ centroids.T).max(axis=1) < merge_similarity]
+            if len(distinct):
+                large = np.sort(np.concatenate([large, distinct]))
+                centroids = centroids_of(large)
     merged = np.where(np.isin(raw, large), raw, -1)
     small = merged < 0
     if small.any():  # each window of a small cluster joins the nearest large cluster
@@ -121,6 +143,7 @@ class Speakers(Annotator):
     requires = ("vad",)
     resources = Resources(cpu_threads=1, gpu=True)
     default_params = {"rate": 2.5, "threshold": 0.31, "min_speaker_share": 0.15, "min_speaker_s": 8.0,
+                      "min_voice_s": 1.6, "merge_similarity": 0.75,
                       "min_speech_window": 0.5,
                       "max_cluster_windows": 2000,  # 13 min of speech at rate 2.5
                       "cache_dir": ".deps/models"}  # where the encoder's ONNX export is kept
@@ -196,6 +219,8 @@ class Speakers(Annotator):
         mean = embeds.mean(axis=0)
         labels = cluster_windows(embeds, self.params["threshold"], self.params["min_speaker_share"],
                                  min_windows=int(np.ceil(self.params["min_speaker_s"] * self.params["rate"])),
+                                 voice_windows=int(np.ceil(self.params["min_voice_s"] * self.params["rate"])),
+                                 merge_similarity=self.params["merge_similarity"],
                                  max_windows=self.params["max_cluster_windows"])
         return {
             "embedding": (mean / np.linalg.norm(mean)).astype(np.float32).tolist(),
