@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child", nargs=2, metavar=("PATH", "NAMES"))
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     ap.add_argument("--no-asr-3h", action="store_true", help="leave asr and text out of the 3-hour file")
+    ap.add_argument("--minutes", type=int, nargs="+", default=[60, 180], help="the files' lengths (60 180)")
     args = ap.parse_args(argv)
     if args.child:
         child(args.child[0], args.child[1].split(","))
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     try:
         every = default_annotators()
         long_names = [n for n in every if n not in ("asr", "text")] if args.no_asr_3h else every
-        for minutes, names in ((60, every), (180, long_names)):
+        for minutes, names in ((m, every if m <= 60 else long_names) for m in args.minutes):
             path = work / f"speech_{minutes}min.wav"
             make_long_wav(path, minutes)
             res = subprocess.run([sys.executable, "-m", "bench.longfile_bench", "--child", str(path), ",".join(names)],
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
                  "One 16 kHz mono WAV of real speech (the corpus's English files repeated), decoded once and "
                  "annotated by each annotator in turn in a fresh process (two threads), after its models were "
                  "loaded and warmed up on a short file. Peak RSS is measured above that baseline. The duration "
-                 "limit (`annotate.max_duration_s`, 3600 by default) is raised to 4 h for the 3-hour file. "
+                 "limit (`annotate.max_duration_s`, 3600 by default) is raised to 4 h for a 3-hour file. "
                  f"1-minute load average at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} "
                  f"(on {os.cpu_count()} cores): other work on the machine slows the x realtime, not the memory.",
                  "",
