@@ -104,6 +104,19 @@ def test_a_short_file_is_one_clip_spanning_it_with_the_files_own_measures():
     assert clip["text"] == "Hello." and clip["words"][0]["start_s"] == 1.0
 
 
+def test_the_clips_section_is_the_annotators_rules():
+    """The config's `clips:` section and the annotator's own defaults name the same rules, with the same
+    values (a standalone Clips() cuts as the shipped config does)."""
+    import dataclasses
+
+    from annotators.clips import Clips
+    from jobs.config import load_config
+
+    section = dataclasses.asdict(load_config(overrides={"warehouse": "unused"}).clips)
+    assert set(section) == set(Rules.__dataclass_fields__)
+    assert section == {k: Clips.default_params[k] for k in section}
+
+
 def test_the_tts_recipe_is_a_valid_config_and_old_duration_keys_say_where_they_went():
     from conftest import REPO
 

@@ -106,6 +106,19 @@ def _hist_by_language(df: pd.DataFrame, width: float, xlabel: str):
     return draw
 
 
+def _top_reasons(df: pd.DataFrame | None, label: str, count: str):
+    """A figure's draw function: the 15 most common reasons of `df` as horizontal bars."""
+    def draw(ax):
+        top = df.head(15) if df is not None else []
+        if not len(top):
+            return False
+        ax.barh(top[label].astype(str)[::-1], top[count][::-1], color="#e45756")
+        ax.set_xlabel(count)
+        return True
+
+    return draw
+
+
 def _player(clip: dict) -> str:
     label = f"DNSMOS {clip['dnsmos_ovrl']:.2f} · {clip['duration_s']:.1f} s"
     if clip.get("data"):
@@ -178,16 +191,8 @@ def render(data: ReportData) -> str:
 
     figures.append(_figure("bandwidth", "Bandwidth classes (effective audio bandwidth)", bandwidth))
 
-    def quarantine(ax):
-        df = data.quarantine.head(15)
-        if not len(df):
-            return False
-        ax.barh(df["reason"].astype(str)[::-1], df["files"][::-1], color="#e45756")
-        ax.set_xlabel("files")
-        return True
-
     figures.append(_figure("quarantine_reasons", "Why files are in quarantine (code, or first failed expectation)",
-                           quarantine))
+                           _top_reasons(data.quarantine, "reason", "files")))
 
     def trend(ax):
         df = data.quarantine_trend
@@ -236,16 +241,8 @@ def render(data: ReportData) -> str:
 
     figures.append(_figure("clip_lengths", "Curated clip lengths (gold.clips)", clip_lengths))
 
-    def clip_rejections(ax):
-        df = data.clip_rejections.head(15) if data.clip_rejections is not None else []
-        if not len(df):
-            return False
-        ax.barh(df["expectation"].astype(str)[::-1], df["clips"][::-1], color="#e45756")
-        ax.set_xlabel("clips")
-        return True
-
     figures.append(_figure("clip_rejections", "Why candidate clips are in quarantine (failed expectations)",
-                           clip_rejections))
+                           _top_reasons(data.clip_rejections, "expectation", "clips")))
 
     recipe = pd.DataFrame(sorted(data.recipe.items()), columns=["setting", "value"])
     cards = "".join(f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in [

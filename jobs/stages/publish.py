@@ -461,47 +461,43 @@ def _merge_gold(spark, warehouse: Warehouse, judged, run_id: str) -> None:
 
 def _merge_clips(spark, warehouse: Warehouse, judged, clips, run_id: str) -> None:
     """gold.clips of the judged files: their passing clips upserted, every other clip of theirs deleted."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from schemas.gold import CLIPS_SCHEMA
 
-    cols = [f.name for f in CLIPS_SCHEMA.fields]
     fresh = (clips.where("rejected = 0").withColumn("published_at", F.current_timestamp())
-             .withColumn("publish_run_id", F.lit(run_id)).select(*cols).withColumn("_drop", F.lit(0)))
-    existing = spark.read.format("delta").load(warehouse.path(CLIPS)).select("clip_id", "audio_id")
-    stale = (existing.join(judged.select("audio_id"), "audio_id", "left_semi")
-             .join(fresh.select("clip_id"), "clip_id", "left_anti").withColumn("_drop", F.lit(1)))
-    with warehouse.committing("publish.clips"):
-        (
-            DeltaTable.forPath(spark, warehouse.path(CLIPS)).alias("t")
-            .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"), "t.clip_id = s.clip_id")
-            .whenMatchedDelete(condition="s._drop = 1")
-            .whenMatchedUpdate(set={c: f"s.{c}" for c in cols})
-            .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in cols})
-            .execute()
-        )
+             .withColumn("publish_run_id", F.lit(run_id)).select(*[f.name for f in CLIPS_SCHEMA.fields]))
+    _replace_clips_of(spark, warehouse, CLIPS, judged, fresh, "publish.clips")
 
 
 def _record_clip_outcomes(spark, warehouse: Warehouse, judged, clips, run_id: str) -> None:
     """ops.clip_state of the judged files: each candidate clip curated or quarantined (with what it failed);
     clips of theirs no longer cut are deleted."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    cols = [f.name for f in CLIP_STATE.schema.fields]
     fresh = clips.select(
         "clip_id", "audio_id", "uri", "start_s", "end_s", "duration_s",
         F.when(F.col("rejected") == 1, outcomes.QUARANTINED).otherwise(outcomes.CURATED).alias("status"),
         "failed_expectations", "recipe_hash", "clip_params_hash", F.lit(run_id).alias("run_id"),
-        F.current_timestamp().alias("decided_at")).withColumn("_drop", F.lit(0))
-    existing = spark.read.format("delta").load(warehouse.path(CLIP_STATE)).select("clip_id", "audio_id")
+        F.current_timestamp().alias("decided_at"))
+    _replace_clips_of(spark, warehouse, CLIP_STATE, judged, fresh, "publish.clip_state")
+
+
+def _replace_clips_of(spark, warehouse: Warehouse, table, judged, fresh, point: str) -> None:
+    """One MERGE that makes `table` hold exactly `fresh`'s rows (by clip_id) for the judged files' audio:
+    fresh rows upserted, that audio's other rows deleted."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    cols = fresh.columns
+    existing = spark.read.format("delta").load(warehouse.path(table)).select("clip_id", "audio_id")
     stale = (existing.join(judged.select("audio_id"), "audio_id", "left_semi")
              .join(fresh.select("clip_id"), "clip_id", "left_anti").withColumn("_drop", F.lit(1)))
-    with warehouse.committing("publish.clip_state"):
+    source = fresh.withColumn("_drop", F.lit(0)).unionByName(stale, allowMissingColumns=True)
+    with warehouse.committing(point):
         (
-            DeltaTable.forPath(spark, warehouse.path(CLIP_STATE)).alias("t")
-            .merge(fresh.unionByName(stale, allowMissingColumns=True).alias("s"), "t.clip_id = s.clip_id")
+            DeltaTable.forPath(spark, warehouse.path(table)).alias("t")
+            .merge(source.alias("s"), "t.clip_id = s.clip_id")
             .whenMatchedDelete(condition="s._drop = 1")
             .whenMatchedUpdate(set={c: f"s.{c}" for c in cols})
             .whenNotMatchedInsert(condition="s._drop = 0", values={c: f"s.{c}" for c in cols})
