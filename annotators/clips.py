@@ -15,7 +15,9 @@ where the VAD heard speech begin before the first word's timestamp or end after 
 (Whisper's word timings are often a little late at the start and early at the end).
 
 A recording no longer than `max_s` is one clip spanning the whole file, not trimmed: its measures are the
-file's own results, copied, so a short file is judged exactly as it was before clips existed.
+file's own results, copied, so a short file is judged exactly as it was before clips existed. So is a
+longer recording with nothing to cut (no words and no VAD speech: music, noise, silence): its one clip
+fails the gate for what it is (`music_ceiling`, `speech_ratio_floor`, `clip_duration`...).
 
 Every other clip is measured on its span while the decoded audio is in memory: speech ratio (the VAD
 segments inside it), SNR (annotators.snr on the span), DNSMOS P.835 and DistillMOS: the mean of the file-level
@@ -332,6 +334,8 @@ class Clips(Annotator):
             units = units_of(words, speech, turns, self.rules.split_pause_s)
             clips = [self._measure(item, k, start, end, [units[i] for i in members], speech, turns)
                      for k, (start, end, members) in enumerate(cut(units, speech, duration, self.rules))]
+            if not clips:  # nothing to cut (no words, no speech): judged whole, for the reasons it fails
+                clips = [self._whole(item, words, turns)]
         return {"clips": clips, "n_clips": len(clips), "clips_s": float(sum(c["duration_s"] for c in clips))}
 
     def _whole(self, item: AudioItem, words: list[dict], turns: list[dict]) -> dict:

@@ -104,6 +104,20 @@ def test_a_short_file_is_one_clip_spanning_it_with_the_files_own_measures():
     assert clip["text"] == "Hello." and clip["words"][0]["start_s"] == 1.0
 
 
+def test_a_long_recording_with_nothing_to_cut_is_judged_whole():
+    from annotators.base import OK, AudioItem
+    from annotators.clips import Clips
+
+    item = AudioItem("music", np.zeros(16000 * 45, np.float32), 16000)
+    item.upstream = {"vad": {"status": OK, "speech_segments": [], "speech_ratio": 0.0},
+                     "events": {"status": OK, "music_ratio": 0.9, "patch_classes": [1] * 92}}
+    annotator = Clips({k: getattr(RULES, k) for k in Rules.__dataclass_fields__})
+    annotator.setup()
+    out = annotator.annotate(item)
+    assert out["n_clips"] == 1 and out["clips"][0]["whole_file"] and out["clips"][0]["duration_s"] == 45.0
+    assert out["clips"][0]["music_ratio"] == 0.9 and out["clips"][0]["text"] is None
+
+
 def test_the_clips_section_is_the_annotators_rules():
     """The config's `clips:` section and the annotator's own defaults name the same rules, with the same
     values (a standalone Clips() cuts as the shipped config does)."""
