@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -125,50 +126,53 @@ SAME_AS_WALKED = {"annotate.silver#2", "publish.gold#2", "publish.segments#2", "
 
 
 def _walk(spark, tmp_path, start, config, commands: tuple[str, ...], tag: str, walked: set) -> dict:
-    """Run `commands` one after the other from a copy of `start` (the reference), logging the commits each
-    makes; then, for every commit not walked yet, run its command again from the state it started from (a
-    copy), stop it right after that commit, and check that the next `voxlake run` leaves the tables as the
-    reference did. Returns the reference's snapshot."""
-    from jobs.warehouse.faults import FaultPlan, SimulatedCrash
+    """Run `commands` one after the other from a copy of `start` (the reference); right after every commit
+    not walked yet, copy the warehouse as a crash there would leave it (without the run's staging and
+    claim, which the next run reaps after a kill). Then the next `voxlake run` on each copy must leave the
+    tables as the reference did. Returns the reference's snapshot, its warehouse and each command's
+    starting state."""
+    from jobs.warehouse.faults import FaultPlan
+    from jobs.warehouse.store import Warehouse
 
-    starts, plan, state = {}, [], start
+    starts, images, state = {}, [], start
     for command in commands:
         starts[command] = state
         state, state_config = copy_of(spark, state, config, tmp_path / f"{tag}_after_{command}")
-        trail = tmp_path / f"{tag}_{command}.commits"
-        state.faults = FaultPlan(log_to=str(trail))
+        root = Path(state.root)
+
+        def image(point: str, root: Path = root) -> None:
+            if point in walked or point in SAME_AS_WALKED:
+                return
+            walked.add(point)
+            dest = tmp_path / f"{tag}_at_{point}"
+            shutil.copytree(root, dest, ignore=lambda folder, names: ["_staging"] if Path(folder) == root else [])
+            images.append((point, dest))
+
+        state.faults = FaultPlan(on_commit=image)
         assert execute(spark, state_config, state, command).exit_code == 0
-        plan += [(command, p) for p in trail.read_text().split()
-                 if p not in walked and (command, p) not in plan and p not in SAME_AS_WALKED]
+        state.faults = FaultPlan()
     expected = _snapshot(spark, state)
     assert_invariant(spark, state)
-    for command, point in plan:
-        walked.add(point)
-        wh, wh_config = copy_of(spark, starts[command], config, tmp_path / f"{tag}_at_{point}")
-        wh.faults = FaultPlan(crash_after=point, raise_instead=True)
-        with pytest.raises(SimulatedCrash):
-            execute(spark, wh_config, wh, command)
-        wh.faults = FaultPlan()
-        again = execute(spark, wh_config, wh, "run")
+    for point, dest in images:
+        wh = Warehouse(spark, str(dest))
+        again = execute(spark, with_overrides(config, {"warehouse": str(dest)}), wh, "run")
         assert again.exit_code == 0, (point, again.record.message)
-        assert _snapshot(spark, wh) == expected, (tag, command, point)
+        assert _snapshot(spark, wh) == expected, (tag, point)
         assert_invariant(spark, wh)
-        shutil.rmtree(wh.root)
+        shutil.rmtree(dest)
     return {"snapshot": expected, "warehouse": state, "starts": starts}
 
 
 @pytest.mark.slow
 def test_a_crash_after_any_commit_is_repaired_by_the_next_run(spark, tmp_path):
-    """Every commit a night makes, walked: the command making it is run again from the state it started
-    from (a copy) and stopped right after that commit, and the next `voxlake run` must leave the tables
-    (bronze, silver results, gold rows, segments and clips, file and clip outcomes) as the uninterrupted
-    night did, with
-    the invariant holding. Two nights keep it affordable: the first deletes a curated file (ingest's,
-    reconcile's and link's commits, each followed by a short run), the second brings new files, a noise
-    tone and other bytes at a curated URI (annotate's and publish's commits, with a crash between the
-    two chunks of each; a commit walked in the first night is not walked again). One crash is a real
-    SIGKILL of a `voxlake` process; the others raise at the commit inside this process, which leaves the
-    tables as a kill does without a JVM start per point."""
+    """Every commit a night makes, walked: the warehouse as a crash right after that commit leaves it
+    (copied then by the uninterrupted night) is repaired by the next `voxlake run`, which must leave the
+    tables (bronze, silver results, gold rows, segments and clips, file and clip outcomes) as the
+    uninterrupted night did, with the invariant holding. Two nights keep it affordable: the first deletes a
+    curated file (ingest's, reconcile's and link's commits), the second brings new files, a noise tone and
+    other bytes at a curated URI (annotate's and publish's commits, with a crash between the two chunks of
+    each; a commit walked in the first night is not walked again). One crash is a real SIGKILL of a
+    `voxlake annotate` process, whose claim the next run finds with its pid gone."""
     from jobs.warehouse.faults import POINTS
     from jobs.warehouse.store import Warehouse
 

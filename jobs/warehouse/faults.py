@@ -4,17 +4,19 @@ Each `Warehouse` carries a `FaultPlan` (`Warehouse.committing` calls it after ev
 command gets comes from the environment, and is empty unless it sets `VOXLAKE_CRASH_AFTER=<point>` or
 `<point>#<n>` (the n-th time the point is passed; 1 when left out): the process then kills itself
 (SIGKILL) right after that commit. `VOXLAKE_COMMIT_LOG=<file>` appends each point passed to that file,
-so a test can list the commits a run makes. A test that runs voxlake in its own process gives the
-warehouse a plan that raises `SimulatedCrash` instead: the commits made stay as a kill leaves them (only
-the run's staging and claim are cleaned up on the way out, which the next run does after a kill). The
-points are `POINTS`; the crash-point test walks all of them (docs/long-runs.md). Nothing else reads these
-variables: never set them in production.
+so a test can list the commits a run makes. A test that runs voxlake in its own process can give the
+warehouse a plan with an `on_commit` hook instead: called right after each commit, while nothing else is
+being written, it can copy the warehouse as a crash at that point would leave it (the crash-point test
+repairs each such copy, one uninterrupted run giving all of them). The points are `POINTS`; the
+crash-point test walks all of them (docs/long-runs.md). Nothing else reads these variables: never set
+them in production.
 """
 from __future__ import annotations
 
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CRASH_ENV = "VOXLAKE_CRASH_AFTER"
@@ -40,16 +42,11 @@ POINTS = (
 )
 
 
-class SimulatedCrash(BaseException):
-    """Raised by an in-process plan at its point. A BaseException: no `except Exception` of a stage or
-    the runner records or cleans up after it, as none would after a kill."""
-
-
 @dataclass
 class FaultPlan:
     crash_after: str | None = None  # "<point>" or "<point>#<n>"
     log_to: str | None = None  # a file each point passed is appended to
-    raise_instead: bool = False  # raise SimulatedCrash instead of SIGKILL (a test in its own process)
+    on_commit: Callable[[str], None] | None = None  # a test's hook, given "<point>#<n>" after each commit
     passed: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -64,13 +61,13 @@ class FaultPlan:
         if self.log_to:
             with open(self.log_to, "a", encoding="utf-8") as f:
                 f.write(f"{point}#{self.passed[point]}\n")
+        if self.on_commit is not None:
+            self.on_commit(f"{point}#{self.passed[point]}")
         if not self.crash_after:
             return
         name, _, nth = self.crash_after.partition("#")
         if name != point or self.passed[point] != int(nth or 1):
             return
-        if self.raise_instead:
-            raise SimulatedCrash(self.crash_after)
         print(f"voxlake: {CRASH_ENV}={self.crash_after}: stopping the process after this commit (testing aid)",
               file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
