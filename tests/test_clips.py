@@ -239,9 +239,10 @@ def test_a_long_recording_is_curated_through_clean_single_speaker_clips(spark, l
 def test_clip_lifecycle_rerun_recipe_change_rule_change_replaced_and_deleted(spark, tmp_path):
     """A 1.5-minute long-form recording and a short file: a rerun writes nothing; a changed floor re-judges
     without annotating; changed clip rules re-cut without ASR; replaced bytes and a deleted file leave no
-    stale clip."""
+    stale clip. The lifecycle is the point, not the measures: the lean annotators and the smallest ASR model
+    (as in test_curation), with the shipped gate."""
     import longform
-    from conftest import CORPUS, assert_invariant
+    from conftest import CORPUS, LEAN_ANNOTATE, LEAN_RECIPE, assert_invariant
 
     from jobs.commandline.runner import execute
     from jobs.config import load_config, with_overrides
@@ -252,7 +253,9 @@ def test_clip_lifecycle_rerun_recipe_change_rule_change_replaced_and_deleted(spa
     src = tmp_path / "audio"
     longform.build(src / "long.wav", limit=8, inserts=("music", "other"))
     shutil.copyfile(CORPUS / "speech/en/jfk.flac", src / "jfk.flac")
-    config = load_config(overrides={"warehouse": str(tmp_path / "wh")}, sources=[str(src)])
+    config = load_config(overrides={
+        "warehouse": str(tmp_path / "wh"), "annotate": {**LEAN_ANNOTATE, "params": {"asr": {"model": "tiny.en"}}},
+        "publish": {"recipe": LEAN_RECIPE}}, sources=[str(src)])
     wh = Warehouse(spark, config.warehouse)
     assert execute(spark, config, wh, "run").exit_code == 0
     tables = (SILVER, UTTERANCES, CLIPS, CLIP_STATE)
