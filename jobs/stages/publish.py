@@ -247,6 +247,8 @@ class PublishStage(Stage):
         files.withColumnRenamed("failed_expectations", "file_failed").drop("rejected").write.format(
             "delta").mode("overwrite").save(self.staging + "_files")
         files = spark.read.format("delta").load(self.staging + "_files")
+        if files.isEmpty():
+            return files  # nothing to judge (select stops here): no clips or verdicts to stage
         clips = with_row_failures(clip_rows(spark, warehouse, files), self.clips_spec).withColumnRenamed(
             "failed_expectations", "clip_failed").drop("rejected")
         both = F.array_sort(F.array_distinct(F.concat(F.coalesce("clip_failed", none), F.coalesce("file_failed", none))))
