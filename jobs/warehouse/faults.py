@@ -5,9 +5,10 @@ command gets comes from the environment, and is empty unless it sets `VOXLAKE_CR
 `<point>#<n>` (the n-th time the point is passed; 1 when left out): the process then kills itself
 (SIGKILL) right after that commit. `VOXLAKE_COMMIT_LOG=<file>` appends each point passed to that file,
 so a test can list the commits a run makes. A test that runs voxlake in its own process can give the
-warehouse a plan with an `on_commit` hook instead: called right after each commit, while nothing else is
-being written, it can copy the warehouse as a crash at that point would leave it (the crash-point test
-repairs each such copy, one uninterrupted run giving all of them). The points are `POINTS`; the
+warehouse a plan with an `on_commit` hook instead: called right after each commit, before the run writes
+its next table, it can copy the warehouse as a crash at that point would leave it (the run's staging
+and lease claim aside, which the heartbeat may be writing and the next run reaps after a kill; the
+crash-point test repairs each such copy, one uninterrupted run giving all of them). The points are `POINTS`; the
 crash-point test walks all of them (docs/long-runs.md). Nothing else reads these variables: never set
 them in production.
 """
