@@ -128,27 +128,33 @@ def _remove_unstandable_gold(spark, warehouse: Warehouse, run_id: str) -> int:
               .unionByName(orphans.select("audio_id", F.lit(False).alias("in_gold")))
               .groupBy("audio_id").agg(F.max("in_gold").alias("in_gold")))
     staging = warehouse.staging("reconcile_gold", run_id)
-    doomed.write.format("delta").mode("overwrite").save(staging)  # computed from the tables it changes
-    ids = spark.read.format("delta").load(staging)
-    counts = ids.agg(F.count("*").alias("all"), F.count(F.when(F.col("in_gold"), 1)).alias("gold")).first()
-    n = int(counts["gold"])
-    if n:
-        with warehouse.committing("reconcile.gold"):
-            (DeltaTable.forPath(spark, warehouse.path(UTTERANCES)).alias("t")
-             .merge(ids.where("in_gold").alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
-    if int(counts["all"]):
+    n = 0
+    # the usual case is nothing to remove: one query that stops at the first row decides it, instead of
+    # staging an empty table (a Delta write) and reading it back
+    if not doomed.isEmpty():
+        doomed.write.format("delta").mode("overwrite").save(staging)  # computed from the tables it changes
+        ids = spark.read.format("delta").load(staging)
+        n = ids.where("in_gold").count()
+        if n:
+            with warehouse.committing("reconcile.gold"):
+                (DeltaTable.forPath(spark, warehouse.path(UTTERANCES)).alias("t")
+                 .merge(ids.where("in_gold").alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
         for table, point in ((SEGMENTS, "reconcile.segments"), (CLIPS, "reconcile.clips")):
             with warehouse.committing(point):
                 (DeltaTable.forPath(spark, warehouse.path(table)).alias("t")
                  .merge(ids.alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
+        gold_gone = ids.where("in_gold").select("audio_id")
+    else:
+        gold_gone = None
     # clip decisions of audio no live file holds (or whose gold row just went: publish judges it again)
     live_ids = live_files(spark, warehouse).select("audio_id").distinct()
     decided = spark.read.format("delta").load(warehouse.path(CLIP_STATE)).select("audio_id").distinct()
-    gone = decided.join(live_ids, "audio_id", "left_anti").unionByName(
-        decided.join(ids.where("in_gold").select("audio_id"), "audio_id", "left_semi")).distinct()
-    gone.write.format("delta").mode("overwrite").save(staging + "_clips")
-    gone = spark.read.format("delta").load(staging + "_clips")
-    if gone.count():
+    gone = decided.join(live_ids, "audio_id", "left_anti")
+    if gold_gone is not None:
+        gone = gone.unionByName(decided.join(gold_gone, "audio_id", "left_semi")).distinct()
+    if not gone.isEmpty():
+        gone.write.format("delta").mode("overwrite").save(staging + "_clips")
+        gone = spark.read.format("delta").load(staging + "_clips")
         with warehouse.committing("reconcile.clip_state"):
             (DeltaTable.forPath(spark, warehouse.path(CLIP_STATE)).alias("t")
              .merge(gone.alias("s"), "t.audio_id = s.audio_id").whenMatchedDelete().execute())
