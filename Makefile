@@ -68,13 +68,19 @@ $(MODELS): $(STAMP)
 run: setup
 	$(BIN)/voxlake run --manifest samples/manifest.jsonl --source samples/audio --warehouse $(WAREHOUSE)
 
+# The tests run on TEST_WORKERS pytest-xdist workers, each with its own SparkSession: most of a test's time
+# is one driver waiting on small Spark jobs and Delta commits, so two share two cores well. `loadgroup`
+# keeps each module, and every test of the shared corpus run, on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
 test: setup setup-s3 setup-airflow
-	$(BIN)/python -m pytest -q --durations=20 tests
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25 tests
 
 # The edit loop: unit and small integration tests (real Spark, models and audio), without the ones marked
 # slow (the whole corpus, a cluster, an object store, Airflow, a browser); needs only `make setup`.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" --durations=10 tests
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" --durations=10 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

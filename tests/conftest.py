@@ -21,9 +21,20 @@ def pytest_addoption(parser):
                      help="run the tests in reverse order (no test may rely on what another one did)")
 
 
+SHARED_CORPUS = {"corpus_warehouse", "corpus_copy"}
+
+
 def pytest_collection_modifyitems(config, items):
+    """Order (--reverse), and the groups pytest-xdist keeps on one worker (`make test` runs two, with
+    `--dist loadgroup`): a module's tests stay together, so its module fixtures are built once, and every
+    test that reads the shared corpus run goes to one worker, so that run is made once. A module whose
+    module fixtures the corpus tests share marks itself `xdist_group("corpus")` as a whole."""
     if config.getoption("--reverse"):
         items.reverse()
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "corpus" if SHARED_CORPUS & set(item.fixturenames) else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -111,7 +111,7 @@ def _snapshot(spark, wh) -> dict:
         "gold": sorted(json.dumps(keep(r, ("published_at", "publish_run_id", "annotated_at")), sort_keys=True,
                                   default=str) for r in table(spark, wh, UTTERANCES)),
         "segments": sorted((r["audio_id"], r["segment_id"], r["text"]) for r in table(spark, wh, SEGMENTS)),
-        "clips": sorted((r["clip_id"], r["text"]) for r in table(spark, wh, CLIPS)),
+        "clips": sorted((r["clip_id"], r["audio_id"], r["text"]) for r in table(spark, wh, CLIPS)),
         "clip_state": sorted((r["clip_id"], r["status"], tuple(r["failed_expectations"] or ()))
                              for r in table(spark, wh, CLIP_STATE)),
         "file_state": sorted((r["uri"], r["audio_id"], r["stage"], r["status"], r["error_code"], r["reason"],
@@ -157,8 +157,9 @@ def _walk(spark, tmp_path, start, config, commands: tuple[str, ...], tag: str, w
         wh = Warehouse(spark, str(dest))
         again = execute(spark, with_overrides(config, {"warehouse": str(dest)}), wh, "run")
         assert again.exit_code == 0, (point, again.record.message)
+        # the snapshot holds every column the invariant reads, so equal to the reference (whose invariant
+        # is asserted above) means the invariant holds here too
         assert _snapshot(spark, wh) == expected, (tag, point)
-        assert_invariant(spark, wh)
         shutil.rmtree(dest)
     return {"snapshot": expected, "warehouse": state, "starts": starts}
 
