@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from annotators.asr import WORD
 from annotators.base import OK, Annotator, AudioItem, Resources
+from annotators.clip_rules import Rules
 from annotators.distillmos import WINDOW, WINDOWS_PER_CALL, score_windows, windows
 from annotators.events import MUSIC, PATCH_HOP_S, PATCH_S
 from annotators.levels import Levels
@@ -102,16 +103,6 @@ class Unit:
     @property
     def sentence_end(self) -> bool:
         return bool(self.word) and self.word["word"].rstrip().endswith(TERMINAL)
-
-
-@dataclass(frozen=True)
-class Rules:
-    min_s: float
-    max_s: float
-    pad_s: float
-    min_pause_s: float
-    split_pause_s: float
-    split_on_speaker_change: bool
 
 
 def label_at(turns: list[dict], t: float, starts: list[float] | None = None) -> int | None:
@@ -295,8 +286,7 @@ class Clips(Annotator):
     # what a clip is measured with, each read when configured (ordered before this one)
     uses = ("levels", "vad", "snr", "quality", "distillmos", "events", "speakers", "asr", "text")
     # the cutting rules come from the config's `clips:` section (jobs.config); cache_dir: distillmos's export
-    default_params = {"min_s": 1.0, "max_s": 30.0, "pad_s": 0.2, "min_pause_s": 0.1, "split_pause_s": 1.0,
-                      "split_on_speaker_change": True,
+    default_params = {**asdict(Rules()),
                       "mos_windows": 1,  # DNSMOS and DistillMOS windows per clip, spread over it (the centre one)
                       "cache_dir": ".deps/models"}
     fields = [

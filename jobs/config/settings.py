@@ -11,6 +11,7 @@ Typing rules the schema follows: `int` is a whole number, `float` any number, `X
 threshold switched off, a value left to the environment), `Literal[...]` one of a few values, and
 `dict[str, ...]` a free-form map whose keys are the user's own (Spark settings, annotator params,
 plugins). Annotators keep their own parameter defaults (`default_params`, listed in the README).
+The `clips:` section is annotators.clip_rules.Rules itself (the clips annotator's rules, named once).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+from annotators.clip_rules import Rules as ClipsSettings  # the `clips:` section: how recordings are cut
 
 
 @dataclass(frozen=True)
@@ -99,18 +102,6 @@ class ReportSettings:
 class ExportSettings:
     shard_rows: int  # formats that point at the audio
     shard_mb: int  # formats that carry it
-
-
-@dataclass(frozen=True)
-class ClipsSettings:
-    """How recordings are cut into clips (annotators.clips), the unit of curation."""
-
-    min_s: float
-    max_s: float
-    pad_s: float
-    min_pause_s: float
-    split_pause_s: float
-    split_on_speaker_change: bool
 
 
 @dataclass(frozen=True)
