@@ -12,7 +12,7 @@ AIRFLOW := .deps/airflow-venv/.ready
 WAREHOUSE ?= warehouse
 export NUMBA_CACHE_DIR := $(CURDIR)/.deps/numba-cache
 
-.PHONY: setup setup-s3 setup-airflow class-archive run test test-fast lint bench clean dist
+.PHONY: setup setup-s3 setup-airflow class-archive run test test-fast test-crash lint bench clean dist
 
 setup: $(STAMP) $(DELTA_JARS) $(MODELS) class-archive
 
@@ -81,6 +81,11 @@ test: setup setup-s3 setup-airflow
 # slow (the whole corpus, a cluster, an object store, Airflow, a browser); needs only `make setup`.
 test-fast: setup
 	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" --durations=10 tests
+
+# The crash-point test at every commit point (`make test` walks one commit of each kind of repair; see
+# tests/test_nightly.py and docs/long-runs.md).
+test-crash: setup
+	VOXLAKE_TEST_CRASH_WALK=all $(BIN)/python -m pytest -q tests/test_nightly.py -k crash_after_any_commit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

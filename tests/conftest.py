@@ -29,12 +29,17 @@ def pytest_collection_modifyitems(config, items):
     `--dist loadgroup`): a module's tests stay together, so its module fixtures are built once, and every
     test that reads the shared corpus run goes to one worker, so that run is made once. A module whose
     module fixtures the corpus tests share marks itself `xdist_group("corpus")` as a whole."""
-    if config.getoption("--reverse"):
-        items.reverse()
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             group = "corpus" if SHARED_CORPUS & set(item.fixturenames) else item.module.__name__
             item.add_marker(pytest.mark.xdist_group(group))
+    # the two longest groups first, one per worker, so that the short ones fill in around them instead of
+    # one of them running alone at the end (the groups' times: `make test` prints the slowest tests)
+    longest = ("test_nightly", "corpus")
+    rank = {name: k for k, name in enumerate(longest)}
+    items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(longest)))
+    if config.getoption("--reverse"):
+        items.reverse()
 
 
 @pytest.fixture(scope="module", autouse=True)
