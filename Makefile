@@ -68,11 +68,12 @@ $(MODELS): $(STAMP)
 run: setup
 	$(BIN)/voxlake run --manifest samples/manifest.jsonl --source samples/audio --warehouse $(WAREHOUSE)
 
-# The tests run on TEST_WORKERS pytest-xdist workers, each with its own SparkSession: most of a test's time
-# is one driver waiting on small Spark jobs and Delta commits, so two share two cores well. `loadgroup`
-# keeps each module, and every test of the shared corpus run, on one worker (tests/conftest.py).
+# The tests run on TEST_WORKERS pytest-xdist workers, each with its own SparkSession: much of a test's time
+# is one driver waiting on small Spark jobs and Delta commits, so two share two cores. `loadfile` keeps a
+# module on one worker (its module fixtures built once); the longest modules go first (tests/conftest.py).
+# A worker that runs a test of the shared corpus run makes that run itself.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 test: setup setup-s3 setup-airflow
 	$(BIN)/python -m pytest -q $(XDIST) --durations=25 tests

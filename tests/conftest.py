@@ -21,23 +21,17 @@ def pytest_addoption(parser):
                      help="run the tests in reverse order (no test may rely on what another one did)")
 
 
-SHARED_CORPUS = {"corpus_warehouse", "corpus_copy"}
+# The longest modules in `make test` (its --durations table), longest first. `make test` runs the modules on
+# two pytest-xdist workers (`--dist loadfile`: a module's tests stay on one worker, so its module fixtures
+# are built once), handing them out in this order first: the short ones then fill in around the long ones
+# instead of a long one running alone at the end.
+LONGEST_FIRST = ("test_nightly", "test_robustness", "test_annotate", "test_clips", "test_curation",
+                 "test_asr_corpus", "test_cluster", "test_publish", "test_export")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Order (--reverse), and the groups pytest-xdist keeps on one worker (`make test` runs two, with
-    `--dist loadgroup`): a module's tests stay together, so its module fixtures are built once, and every
-    test that reads the shared corpus run goes to one worker, so that run is made once. A module whose
-    module fixtures the corpus tests share marks itself `xdist_group("corpus")` as a whole."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "corpus" if SHARED_CORPUS & set(item.fixturenames) else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
-    # the two longest groups first, one per worker, so that the short ones fill in around them instead of
-    # one of them running alone at the end (the groups' times: `make test` prints the slowest tests)
-    longest = ("test_nightly", "corpus")
-    rank = {name: k for k, name in enumerate(longest)}
-    items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(longest)))
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(LONGEST_FIRST)))
     if config.getoption("--reverse"):
         items.reverse()
 

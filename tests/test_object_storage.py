@@ -23,9 +23,7 @@ from pyspark.sql import functions as F
 from schemas.gold import UTTERANCES
 from udfs.storage import StorageConfigError, StorageSettings, check_supported, split_bucket
 
-# an S3 server, the S3A connector and voxlake runs in subprocesses; one test compares with the shared corpus
-# run, so the module runs where that run is (conftest: pytest_collection_modifyitems)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("corpus")]
+pytestmark = pytest.mark.slow  # an S3 server, the S3A connector and voxlake runs in subprocesses
 
 FILES = ["speech/en/LJ001-0002.wav", "speech/en/LJ001-0029.mp3", "speech/multilingual/picovoice_test_de.wav",
          "nonspeech/robin-bird-whistling.hq.ogg"]
