@@ -3,8 +3,9 @@
 A small convolution + transformer model distilled from an XLS-R based quality model, scoring 7.68 s
 windows of 16 kHz audio (1-5). The package's own forward pass slides its window by 1 s (about 8x the
 work); here the windows do not overlap (the last is aligned to the end, a short clip is zero-padded as
-the package does), long files are sampled (`coverage`), the windows go through the model a few at a
-time, and the file's score is their mean. On a GPU task it runs in torch; on CPU in onnxruntime, from an
+the package does), long files are sampled (`coverage`: windows centred in the clips the recording is
+cut into, so that the clips annotator reads their scores; annotators.cutting), the windows go through
+the model a few at a time, and the file's score is their mean. On a GPU task it runs in torch; on CPU in onnxruntime, from an
 export of the model made once (annotators.torch_exports), after a numpy copy of its spectral front end:
 a CPU worker then never imports torch.
 """
@@ -17,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import WINDOW_SCORE, AnnotationError, Annotator, AudioItem, Resources
+from annotators.cutting import clip_window_starts
 from annotators.distillmos_frontend import WINDOW, compressed_spectra
 from annotators.torch_exports import cpu_session
 from schemas.errors import ErrorCode
@@ -35,17 +37,33 @@ def window_starts(n_samples: int, max_windows: int, coverage: float = 1.0) -> li
     starts = list(range(0, n_samples - WINDOW + 1, WINDOW))
     if starts[-1] + WINDOW < n_samples:
         starts.append(n_samples - WINDOW)
-    keep = min(max_windows, max(2, int(np.ceil(coverage * n_samples / WINDOW))))
+    keep = _keep(n_samples, max_windows, coverage)
     if len(starts) > keep:
         starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, keep).round()]
     return starts
 
 
-def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0) -> np.ndarray:
-    """The windows of window_starts (audio no longer than a window: zero-padded to one, as the package does)."""
+def _keep(n_samples: int, max_windows: int, coverage: float) -> int:
+    """How many windows `coverage` of audio this long asks for (at least 2, at most max_windows)."""
+    return min(max_windows, max(2, int(np.ceil(coverage * n_samples / WINDOW))))
+
+
+def placed_starts(item: AudioItem, max_windows: int, coverage: float) -> list[int]:
+    """The windows a file is scored on: in a long recording, centred in the clips it is cut into
+    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts."""
+    grid = window_starts(len(item.samples), max_windows, coverage)
+    if not grid:
+        return grid
+    return clip_window_starts(item, WINDOW, _keep(len(item.samples), max_windows, coverage), grid)
+
+
+def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0, starts: list[int] | None = None) -> np.ndarray:
+    """The windows at `starts` (default: window_starts); audio no longer than a window: zero-padded to one,
+    as the package does."""
     if len(x) <= WINDOW:
         return np.pad(x, (0, WINDOW - len(x)))[None, :]
-    return np.stack([x[s: s + WINDOW] for s in window_starts(len(x), max_windows, coverage)])
+    starts = window_starts(len(x), max_windows, coverage) if starts is None else starts
+    return np.stack([x[s: s + WINDOW] for s in starts])
 
 
 def score_windows(run, batch: np.ndarray, per_call: int) -> np.ndarray:
@@ -65,10 +83,14 @@ def onnx_scorer(session):
 
 class DistillMos(Annotator):
     name = "distillmos"
-    version = "1.1.0"  # 1.1: onnxruntime on CPU (within 1.8e-4 of torch's scores on the corpus)
+    # 1.1: onnxruntime on CPU (within 1.8e-4 of torch's scores on the corpus); 1.2: a long recording's
+    # windows in its clips
+    version = "1.2.0"
     resources = Resources(cpu_threads=1, gpu=True)
+    uses = ("vad", "asr", "speakers")  # where a long recording's clips are (placed_starts)
     # Each window costs a model pass (BENCHMARKS.md, "Annotators"): like DNSMOS, long files are scored
-    # on evenly spaced windows over `coverage` of their length (at least 2, at most max_windows)
+    # on windows over `coverage` of their length (at least 2, at most max_windows), centred in their clips
+    # (annotators.cutting) and topped up with evenly spaced ones
     default_params = {"coverage": 0.3, "max_windows": 24, "cache_dir": ".deps/models"}
     # `windows`: each scored window's start and score (none for audio no longer than a window): a clip that
     # holds one of them reads its DistillMOS from them (annotators.clips); null in rows written before it
@@ -102,9 +124,9 @@ class DistillMos(Annotator):
         if item.duration_s < MIN_S:
             raise AnnotationError(ErrorCode.TOO_SHORT, f"DistillMOS needs at least {MIN_S} s")
         # windows first, then the clip and cast: on the windows, not on a copy of the whole file
-        batch = windows(item.samples, self.params["max_windows"], self.params["coverage"])
+        starts = placed_starts(item, self.params["max_windows"], self.params["coverage"])
+        batch = windows(item.samples, self.params["max_windows"], starts=starts)
         scores = score_windows(self._scores, batch, self._per_call)
-        starts = window_starts(len(item.samples), self.params["max_windows"], self.params["coverage"])
         return {"mos": float(scores.mean()), "n_windows": len(batch),
                 "windows": [{"start_s": a / SR, "score": float(v)}  # none when padded to one window
                             for a, v in zip(starts, scores, strict=True)] if starts else []}

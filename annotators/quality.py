@@ -8,7 +8,10 @@ PLC_WINDOWS of them per call (a longer file's score is the calls' mean).
 
 speechmos scores a 9.01 s window slid by 1 s, which is 9x the work for nearly the same mean. Here the
 windows do not overlap (the last one is aligned to the end; clips shorter than a window are tiled, as
-speechmos does) and long files are sampled with evenly spaced windows (`coverage`). Windows go through
+speechmos does) and long files are sampled (`coverage`): a long recording's windows are centred in the
+clips it is cut into (annotators.cutting), so that the clips annotator reads their scores instead of
+scoring those clips again, topped up with evenly spaced windows; a file without clips gets evenly spaced
+windows. Windows go through
 the model one at a time on CPU (batching gained no speed there, and onnxruntime's working memory grows
 with every window in a call), WINDOWS_PER_CALL at a time on a GPU. onnxruntime is held to the
 task's threads and runs without its memory arena (which would keep the largest call's memory for the
@@ -21,6 +24,7 @@ import pyarrow as pa
 
 from annotators import speechmos_internals as sm
 from annotators.base import WINDOW_SCORE, AnnotationError, Annotator, AudioItem, Resources
+from annotators.cutting import clip_window_starts
 from annotators.onnx import session_options
 from schemas.errors import ErrorCode
 
@@ -40,19 +44,34 @@ def window_starts(n_samples: int, coverage: float = 1.0) -> list[int]:
     starts = list(range(0, n_samples - n + 1, n))
     if n_samples - (starts[-1] + n) > n // 2:
         starts.append(n_samples - n)
-    keep = max(1, int(np.ceil(coverage * n_samples / n)))
+    keep = _keep(n_samples, coverage)
     if keep < len(starts):
         starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, keep).round()]
     return starts
 
 
-def _windows(x: np.ndarray, coverage: float = 1.0) -> list[np.ndarray]:
-    """The windows of window_starts (a clip shorter than a window: tiled to one, as speechmos does)."""
+def _keep(n_samples: int, coverage: float) -> int:
+    """How many windows `coverage` of a signal this long asks for."""
+    return max(1, int(np.ceil(coverage * n_samples / int(WINDOW_S * SR))))
+
+
+def placed_starts(item: AudioItem, coverage: float) -> list[int]:
+    """The windows a file is scored on: in a long recording, centred in the clips it is cut into
+    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts."""
+    grid = window_starts(len(item.samples), coverage)
+    if not grid:
+        return grid
+    return clip_window_starts(item, int(WINDOW_S * SR), _keep(len(item.samples), coverage), grid)
+
+
+def _windows(x: np.ndarray, coverage: float = 1.0, starts: list[int] | None = None) -> list[np.ndarray]:
+    """The windows at `starts` (default: window_starts); a clip shorter than a window: tiled to one, as
+    speechmos does."""
     n = int(WINDOW_S * SR)
     if len(x) < n:
         reps = int(np.ceil(n / max(len(x), 1)))
         return [np.tile(x, reps)[:n]]
-    return [x[s: s + n] for s in window_starts(len(x), coverage)]
+    return [x[s: s + n] for s in (window_starts(len(x), coverage) if starts is None else starts)]
 
 
 def centred_windows(x: np.ndarray, size: int, count: int) -> list[np.ndarray]:
@@ -97,11 +116,15 @@ class P835:
 
 class Quality(Annotator):
     name = "quality"
-    version = "1.2.0"  # 1.1: plcmos; 1.2: PLCMOS of long files over groups of PLC_WINDOWS windows
+    # 1.1: plcmos; 1.2: PLCMOS of long files over groups of PLC_WINDOWS windows; 1.3: a long recording's
+    # windows in its clips
+    version = "1.3.0"
     resources = Resources(cpu_threads=1, gpu=True)
+    uses = ("vad", "asr", "speakers")  # where a long recording's clips are (placed_starts)
     # Every 9 s window costs DNSMOS, P.808 and PLCMOS (BENCHMARKS.md, "Annotators"). `coverage` scores
-    # evenly spaced windows over that share of a long file; clips up to about 2 windows long are
-    # always scored whole. Set coverage: 1.0 for every window.
+    # that share of a long file: windows centred in its clips (annotators.cutting), topped up with evenly
+    # spaced ones; clips up to about 2 windows long are always scored whole. Set coverage: 1.0 for every
+    # window.
     default_params = {"personalized": False, "coverage": 0.3, "plcmos_rounds": 5}
     fields = [
         pa.field("sig", pa.float64()),
@@ -139,13 +162,14 @@ class Quality(Annotator):
 
     def annotate_batch(self, items: list[AudioItem]) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
-        windows, owner, plc_input = [], [], {}
+        windows, owner, plc_input, starts = [], [], {}, {}
         for i, item in enumerate(items):
             if item.duration_s < MIN_S:
                 results[i] = self.result("failed", ErrorCode.TOO_SHORT, f"DNSMOS needs at least {MIN_S} s")
                 continue
             x = item.samples  # windows are views: each is clipped to [-1, 1] when it is scored
-            mine = _windows(x, self.params["coverage"])
+            starts[i] = placed_starts(item, self.params["coverage"])
+            mine = _windows(x, starts=starts[i])
             for w in mine:
                 windows.append(w)
                 owner.append(i)
@@ -159,11 +183,10 @@ class Quality(Annotator):
             for i in set(owner):
                 mine = scores[owner_arr == i]
                 s = mine.mean(axis=0)
-                starts = window_starts(len(items[i].samples), self.params["coverage"])
                 results[i] = self.ok(sig=float(s[0]), bak=float(s[1]), ovrl=float(s[2]), p808=float(s[3]),
                                      plcmos=self._plcmos(plc_input[i]), n_windows=len(mine),
                                      windows=[{"start_s": a / SR, "score": float(w[2])}  # none when tiled
-                                              for a, w in zip(starts, mine, strict=True)] if starts else [])
+                                              for a, w in zip(starts[i], mine, strict=True)] if starts[i] else [])
         return results
 
     def _score(self, batch: np.ndarray) -> np.ndarray:

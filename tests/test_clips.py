@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from annotators.clips import Rules, cut, speaker_share, trim_to_speech, units_of
+from annotators.clips import Rules, speaker_share
+from annotators.cutting import cut, trim_to_speech, units_of
 
 RULES = Rules(min_s=1.0, max_s=30.0, pad_s=0.2, min_pause_s=0.1, split_pause_s=1.0, split_on_speaker_change=True)
 
@@ -77,6 +78,37 @@ def test_a_passage_longer_than_max_s_without_a_pause_is_one_clip_the_gate_reject
     words = [(0.5 + 0.4 * k, 0.9 + 0.4 * k, f"w{k}") for k in range(100)]  # 40 s of touching words
     _, clips = clip_bounds(words)
     assert len(clips) == 1 and clips[0][1] - clips[0][0] > RULES.max_s
+
+
+def test_a_long_recordings_mos_windows_are_centred_in_its_clips_and_topped_up_from_the_grid():
+    """The file-level MOS annotators score a long recording on windows centred in the clips the shipped rules
+    cut (spread over them when there are more clips than windows), and top up with evenly spaced windows that
+    overlap none of those when fewer clips are a window long; a file no longer than max_s keeps the grid."""
+    from annotators.base import OK, AudioItem
+    from annotators.cutting import clip_spans, clip_window_starts
+
+    window = 16000 * 5
+    # three passages of 4 sentences (14.3 s each) between 12 s of silence: three clips, each a window long
+    words = sentences(1.0, 4) + sentences(28.0, 4) + sentences(55.0, 4)
+    item = AudioItem("long", np.zeros(16000 * 80, np.float32), 16000)
+    item.upstream = {"vad": {"status": OK, "speech_segments": [{"start_s": a, "end_s": b} for a, b, _ in words]},
+                     "asr": {"status": OK, "segments": [{"words": words_of(words)}]}}
+    spans = clip_spans(item, Rules())
+    assert len(spans) == 3
+    grid = list(range(0, 16000 * 80 - window + 1, window))  # 16 windows of 5 s
+
+    def holder(start):
+        return [k for k, (a, b) in enumerate(spans) if a * 16000 <= start and start + window <= b * 16000]
+
+    two = clip_window_starts(item, window, 2, grid)
+    assert [holder(s) for s in two] == [[0], [2]]  # the first and last clip's, evenly over the three
+    five = clip_window_starts(item, window, 5, grid)
+    assert len(five) == 5 and sorted(k for s in five for k in holder(s))[:3] == [0, 1, 2]
+    assert all(b - a >= window for a, b in zip(five, five[1:], strict=False))  # none overlap
+    for a, b in spans:  # the placed windows are the clips' centre windows
+        assert int(a * 16000) + (int(b * 16000) - int(a * 16000) - window) // 2 in five
+    short = AudioItem("short", np.zeros(16000 * 20, np.float32), 16000, upstream=item.upstream)
+    assert clip_window_starts(short, window, 2, grid[:4]) == grid[:4]
 
 
 def test_a_short_file_is_one_clip_spanning_it_with_the_files_own_measures():
@@ -191,7 +223,9 @@ def longform_run(spark, tmp_path_factory):
 def test_a_long_recording_is_curated_through_clean_single_speaker_clips(spark, longform_run):
     from conftest import assert_invariant
 
-    from jobs.warehouse.catalog import CLIP_STATE, CLIPS
+    from annotators.distillmos import WINDOW
+    from annotators.quality import WINDOW_S
+    from jobs.warehouse.catalog import CLIP_STATE, CLIPS, SILVER
     from schemas.gold import UTTERANCES
 
     wh, pieces, rules = longform_run["wh"], longform_run["pieces"], longform_run["config"].clips
@@ -222,6 +256,21 @@ def test_a_long_recording_is_curated_through_clean_single_speaker_clips(spark, l
     curated_main = sum(_overlap(p.start_s, p.end_s, c["start_s"], c["end_s"]) for p in pieces if p.kind == "main"
                        for c in clips)
     assert curated_main / main_s >= 0.8, f"{curated_main:.0f} of {main_s:.0f} s of the main reader curated"
+    # the file-level MOS windows lie in its clips (the shipped rules cut them), one per clip at least a window long
+    # while there are such clips: a window is scored once, for the file and for the clip holding it
+    silver = [r for r in _table(spark, wh, SILVER) if r["audio_id"] == long_id][0]
+    candidates = silver["clips"]["clips"]
+    for name, column, window_s in (("quality", "dnsmos_ovrl", WINDOW_S), ("distillmos", "distillmos", WINDOW / 16000)):
+        windows = silver[name]["windows"]
+        assert len(windows) == silver[name]["n_windows"] >= 2, silver[name]
+        inside = {c["clip_index"]: [w["score"] for w in windows
+                                    if c["start_s"] - 1e-6 <= w["start_s"] <= w["start_s"] + window_s <= c["end_s"] + 1e-6]
+                  for c in candidates}
+        long_enough = sum(1 for c in candidates if c["duration_s"] >= window_s)
+        assert sum(len(v) for v in inside.values()) >= min(len(windows), long_enough), (name, windows, candidates)
+        for c in candidates:
+            if inside[c["clip_index"]]:
+                assert c[column] == pytest.approx(np.mean(inside[c["clip_index"]])), (name, c["clip_index"])
     # every candidate clip is in exactly one of gold.clips and the clip quarantine
     state = [r for r in _table(spark, wh, CLIP_STATE) if r["audio_id"] == long_id]
     assert {r["clip_id"] for r in state if r["status"] == "curated"} == {c["clip_id"] for c in clips}
