@@ -5,9 +5,9 @@ windows of 16 kHz audio (1-5). The package's own forward pass slides its window 
 work); here the windows do not overlap (the last is aligned to the end, a short clip is zero-padded as
 the package does), long files are sampled (`coverage`: windows centred in the clips the recording is
 cut into, so that the clips annotator reads their scores; annotators.cutting), the windows go through
-the model a few at a time, and the file's score is their mean. On a GPU task it runs in torch; on CPU in onnxruntime, from an
-export of the model made once (annotators.torch_exports), after a numpy copy of its spectral front end:
-a CPU worker then never imports torch.
+the model a few at a time, and the file's score is their mean. On a GPU task it runs in torch; on CPU
+in onnxruntime, from an export of the model made once (annotators.torch_exports), after a numpy copy of
+its spectral front end: a CPU worker then never imports torch.
 """
 from __future__ import annotations
 
@@ -50,9 +50,10 @@ def _keep(n_samples: int, max_windows: int, coverage: float) -> int:
 
 def placed_starts(item: AudioItem, max_windows: int, coverage: float) -> list[int]:
     """The windows a file is scored on: in a long recording, centred in the clips it is cut into
-    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts."""
+    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts;
+    every window of window_starts at full coverage."""
     grid = window_starts(len(item.samples), max_windows, coverage)
-    if not grid:
+    if not grid or coverage >= 1.0:
         return grid
     return clip_window_starts(item, WINDOW, _keep(len(item.samples), max_windows, coverage), grid)
 

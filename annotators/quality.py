@@ -10,12 +10,12 @@ speechmos scores a 9.01 s window slid by 1 s, which is 9x the work for nearly th
 windows do not overlap (the last one is aligned to the end; clips shorter than a window are tiled, as
 speechmos does) and long files are sampled (`coverage`): a long recording's windows are centred in the
 clips it is cut into (annotators.cutting), so that the clips annotator reads their scores instead of
-scoring those clips again, topped up with evenly spaced windows; a file without clips gets evenly spaced
-windows. Windows go through
-the model one at a time on CPU (batching gained no speed there, and onnxruntime's working memory grows
-with every window in a call), WINDOWS_PER_CALL at a time on a GPU. onnxruntime is held to the
-task's threads and runs without its memory arena (which would keep the largest call's memory for the
-life of the worker). Feature extraction and score polynomials are speechmos's own.
+scoring those clips again, topped up with evenly spaced windows; a file without clips, or scored at full
+coverage, gets evenly spaced windows. Windows go through the model one at a time on CPU (batching
+gained no speed there, and onnxruntime's working memory grows with every window in a call),
+WINDOWS_PER_CALL at a time on a GPU. onnxruntime is held to the task's threads and runs without its
+memory arena (which would keep the largest call's memory for the life of the worker). Feature
+extraction and score polynomials are speechmos's own.
 """
 from __future__ import annotations
 
@@ -57,9 +57,10 @@ def _keep(n_samples: int, coverage: float) -> int:
 
 def placed_starts(item: AudioItem, coverage: float) -> list[int]:
     """The windows a file is scored on: in a long recording, centred in the clips it is cut into
-    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts."""
+    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts;
+    every window of window_starts at full coverage."""
     grid = window_starts(len(item.samples), coverage)
-    if not grid:
+    if not grid or coverage >= 1.0:
         return grid
     return clip_window_starts(item, int(WINDOW_S * SR), _keep(len(item.samples), coverage), grid)
 
