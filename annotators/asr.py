@@ -52,6 +52,7 @@ MIN_SAMPLES = 400  # 25 ms at 16 kHz: one Whisper analysis window
 
 class Asr(Annotator):
     name = "asr"
+    expensive = True  # the costliest: a Whisper decode of every 30 s window
     version = "1.1.0"  # 1.1: files decoded in cross-file batches
     resources = Resources(cpu_threads=2, gpu=True)
     uses = ("vad",)  # with VAD results, files without speech are not transcribed (no hallucinations)

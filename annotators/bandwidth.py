@@ -39,6 +39,7 @@ def long_term_psd(x: np.ndarray, rate: int, nperseg: int) -> tuple[np.ndarray, n
 
 class Bandwidth(Annotator):
     name = "bandwidth"
+    expensive = False  # one spectrum: the recipe's bandwidth floor
     version = "1.0.0"
     default_params = {"drop_db": 50.0, "smooth_hz": 200.0}
     fields = [

@@ -88,6 +88,10 @@ class Annotator:
     # edited manifest field recomputes exactly the annotators that read it.
     meta_inputs: ClassVar[tuple[str, ...]] = ()
     resources: ClassVar[Resources] = Resources()
+    # The cascade (annotators.cascade): an expensive annotator runs only on audio that can still pass the
+    # recipe after the cheap ones have run; on the rest its result is `skipped` with code GATED. A cheap
+    # one runs on every file (new annotators, plugins included, are cheap unless they say otherwise).
+    expensive: ClassVar[bool] = False
 
     def __init__(self, params: dict | None = None):
         unknown = set(params or {}) - set(self.default_params)

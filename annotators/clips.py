@@ -86,6 +86,12 @@ CLIP = pa.struct([
 ])
 
 
+# A whole-file clip's measures that are the file's own results of a cheap annotator, as clip column ->
+# (annotator, field): the cascade's clip checks read the same fields before the clip exists.
+WHOLE_FILE_MEASURES = {"speech_ratio": ("vad", "speech_ratio"), "snr_db": ("snr", "snr_db"),
+                       "music_ratio": ("events", "music_ratio"), "clipping_ratio": ("levels", "clipping_ratio")}
+
+
 def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
@@ -106,6 +112,7 @@ def speaker_share(turns: list[dict], start: float, end: float) -> tuple[int | No
 
 class Clips(Annotator):
     name = "clips"
+    expensive = False  # runs on every file (the gate judges clips); on a gated file it measures only cheap values
     version = "1.0.0"
     resources = Resources(cpu_threads=1)
     # what a clip is measured with, each read when configured (ordered before this one)
@@ -166,9 +173,8 @@ class Clips(Annotator):
             "language_agrees": text.get("language_agrees"),
             "mean_word_prob": float(np.mean(probs)) if probs else None,
             "avg_logprob": asr.get("mean_avg_logprob"), "max_compression_ratio": asr.get("max_compression_ratio"),
-            "speech_ratio": up["vad"].get("speech_ratio"), "snr_db": up["snr"].get("snr_db"),
+            **{column: up[name].get(field) for column, (name, field) in WHOLE_FILE_MEASURES.items()},
             "dnsmos_ovrl": up["quality"].get("ovrl"), "distillmos": up["distillmos"].get("mos"),
-            "music_ratio": up["events"].get("music_ratio"), "clipping_ratio": up["levels"].get("clipping_ratio"),
             "speaker_label": label, "speaker_purity": purity, "n_speakers": n_speakers if turns else None,
             "words_per_s": text.get("words_per_s"), "has_pii": text.get("has_pii"),
             "hallucination": text.get("hallucination"),

@@ -84,6 +84,7 @@ def onnx_scorer(session):
 
 class DistillMos(Annotator):
     name = "distillmos"
+    expensive = True  # a neural MOS model over the file's windows
     # 1.1: onnxruntime on CPU (within 1.8e-4 of torch's scores on the corpus); 1.2: a long recording's
     # windows in its clips
     version = "1.2.0"

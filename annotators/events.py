@@ -93,6 +93,7 @@ def n_patches(n_samples: int) -> int:
 
 class Events(Annotator):
     name = "events"
+    expensive = False  # a small audio-event network over 0.96 s patches: the recipe's music ceiling
     version = "1.2.0"  # 1.1: log-mel features in numpy (no torch in the worker); 1.2: patch_classes
     default_params = {"top_k": 5}
     fields = [

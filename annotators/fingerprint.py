@@ -122,6 +122,7 @@ def jaccard(a, b) -> float:
 
 class Fingerprint(Annotator):
     name = "fingerprint"
+    expensive = False  # duplicate detection needs it on every file
     version = "1.0.0"
     default_params = {"peaks_per_s": 20.0, "fan_out": 10, "max_landmarks": 2048}
     fields = [

@@ -69,6 +69,7 @@ def integrated_loudness(x: np.ndarray, rate: int) -> float | None:
 
 class Levels(Annotator):
     name = "levels"
+    expensive = False  # sample statistics: the recipe's clipping ceiling
     version = "1.1.0"  # 1.1: streamed BS.1770 (any channel count), float32 chunks
     default_params = {"clip_threshold": 0.999}
     fields = [

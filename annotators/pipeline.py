@@ -6,6 +6,8 @@ it. On a task with a GPU the annotators set up on it run in a lane beside the CP
 Failures stay per file and per annotator: a decode error marks every annotator of that file
 `failed` with the decode's code, an AnnotationError marks one result, and an unexpected exception
 in a batch is retried file by file so that one bad input cannot take the others with it.
+With a cascade (annotators.cascade), the cheap annotators run first, then the expensive ones only on the
+files that the cheap results do not already rule out (the others get a GATED result each).
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotators.base import FAILED, AnnotationError, Annotator, AudioItem
+from annotators.base import FAILED, SKIPPED, AnnotationError, Annotator, AudioItem
+from annotators.cascade import Cascade, gated_params_hash
 from annotators.decode import DecodeError, DecodeLimits, decode
 from annotators.registry import dependency_closure
 from schemas.errors import ErrorCode
@@ -97,9 +100,11 @@ class Pipeline:
         files = [self.decode_one(i) for i in inputs]
         return Decoded(files, time.perf_counter() - start)
 
-    def run(self, inputs: list[FileInput], decoded: Decoded | None = None) -> list[FileOutput]:
+    def run(self, inputs: list[FileInput], decoded: Decoded | None = None,
+            cascade: Cascade | None = None) -> list[FileOutput]:
         """Decode each file once (unless `decoded` already holds them), then run each annotator over the
-        files that need it: in pipeline order, or in lanes side by side (see `lanes`)."""
+        files that need it: in pipeline order, or in lanes side by side (see `lanes`). With `cascade`, the
+        cheap annotators first (`screen`), then the rest, the expensive ones only on the files kept."""
         decoded = decoded or self.decode_many(inputs)
         self.seconds["decode"] += decoded.seconds
         files = decoded.files
@@ -107,38 +112,57 @@ class Pipeline:
         for inp, (audio, _) in zip(inputs, files, strict=True):
             if audio is not None:
                 audio.upstream.update(inp.upstream)
-        lanes = self.lanes()
+        rest, gated = list(self.annotators), {}
+        if cascade is not None:
+            first, rest = self.screen()
+            for a in first:
+                self._step(a, inputs, files, outputs)
+            gated = {k: why for k, (audio, _) in enumerate(files) if audio is not None
+                     and (why := cascade.reason(audio))}
+        lanes = self.lanes(rest)
         if len(lanes) == 1:
             for a in lanes[0]:
-                self._step(a, inputs, files, outputs)
+                self._step(a, inputs, files, outputs, gated, cascade)
         else:
-            self._run_lanes(lanes, inputs, files, outputs)
+            self._run_lanes(lanes, inputs, files, outputs, gated, cascade)
         return outputs
 
-    def lanes(self) -> list[list[Annotator]]:
+    def screen(self) -> tuple[list[Annotator], list[Annotator]]:
+        """(the cheap annotators that read no expensive one, every other), each in pipeline order: what
+        runs before the cascade decides, and what after. Neither reads the other's later results, so
+        each annotator computes what it computes in pipeline order."""
+        closure = dependency_closure(self.annotators)
+        expensive = {a.name for a in self.annotators if a.expensive}
+        first = [a for a in self.annotators if not a.expensive and not closure[a.name] & expensive]
+        return first, [a for a in self.annotators if a not in first]
+
+    def lanes(self, annotators: list[Annotator] | None = None) -> list[list[Annotator]]:
         """Sequences of annotators that run side by side. On a task with a GPU, the annotators set up on it
         are a lane of their own beside the host's (CPU) annotators, so that neither waits for the other
         except where one reads the other's results. The host lane runs first what the device lane reads
         (vad before asr), last what reads the device's results (text after asr). Otherwise (a CPU task,
         or everything on the device) one lane in pipeline order, as the annotators share the task's
-        cores."""
-        device = [a for a in self.annotators if a.device == "cuda"]
-        if not device or len(device) == len(self.annotators):
-            return [list(self.annotators)]
+        cores. `annotators`: a part of the pipeline (in its order), by default all of it."""
+        annotators = self.annotators if annotators is None else annotators
+        device = [a for a in annotators if a.device == "cuda"]
+        if not device or len(device) == len(annotators):
+            return [list(annotators)]
         closure = dependency_closure(self.annotators)
         on_device = {a.name for a in device}
         feeds = set().union(*(closure[a.name] for a in device))
         # a stable sort keeps the dependency order: what the device lane reads cannot read the device's
         # results (that would be a cycle), and neither can what is independent of both
-        host = sorted((a for a in self.annotators if a.name not in on_device),
+        host = sorted((a for a in annotators if a.name not in on_device),
                       key=lambda a: 0 if a.name in feeds else 2 if closure[a.name] & on_device else 1)
         return [host, device]
 
-    def _run_lanes(self, lanes: list[list[Annotator]], inputs: list[FileInput], files, outputs) -> None:
+    def _run_lanes(self, lanes: list[list[Annotator]], inputs: list[FileInput], files, outputs,
+                   gated: dict[int, str], cascade: Cascade | None) -> None:
         """The host lane in this thread (where SIGALRM's time limit acts), the device lane in another. An
         annotator starts once the annotators it reads from have finished. Whatever ends a lane early (an
         exception, the time limit) stops the other after its current annotator, and is raised here."""
-        finished = {a.name: threading.Event() for a in self.annotators}
+        # only the lanes' annotators are waited for (those the cascade ran first have finished)
+        finished = {a.name: threading.Event() for lane in lanes for a in lane}
         stop = threading.Event()
         failures: list[BaseException] = []
 
@@ -151,7 +175,7 @@ class Pipeline:
                             return
                 if stop.is_set():
                     return
-                self._step(a, inputs, files, outputs)
+                self._step(a, inputs, files, outputs, gated, cascade)
                 finished[a.name].set()
 
         def device_lane() -> None:
@@ -174,14 +198,21 @@ class Pipeline:
         if failures:
             raise failures[0]
 
-    def _step(self, a: Annotator, inputs: list[FileInput], files, outputs: list[FileOutput]) -> None:
-        """Run one annotator over the files that need it; record its results (and what failed to decode)."""
+    def _step(self, a: Annotator, inputs: list[FileInput], files, outputs: list[FileOutput],
+              gated: dict[int, str] | None = None, cascade: Cascade | None = None) -> None:
+        """Run one annotator over the files that need it; record its results (and what failed to decode,
+        and, for an expensive annotator, which files the cascade gated)."""
+        gated = gated if a.expensive else {}
         wanted = [k for k, inp in enumerate(inputs) if inp.only is None or a.name in inp.only]
-        live = [k for k in wanted if files[k][0] is not None]
+        live = [k for k in wanted if files[k][0] is not None and k not in gated]
         for k in wanted:
             audio, info = files[k]
             if audio is None:
                 outputs[k].results[a.name] = a.result(FAILED, info["error_code"], info["error_message"])
+            elif k in gated:
+                result = a.result(SKIPPED, ErrorCode.GATED, gated[k])
+                result["params_hash"] = gated_params_hash(a.params_hash, cascade)
+                outputs[k].results[a.name] = audio.upstream[a.name] = result
         start = time.perf_counter()
         results = self._annotate(a, [files[k][0] for k in live])
         self.seconds[a.name] += time.perf_counter() - start

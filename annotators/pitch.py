@@ -30,6 +30,7 @@ def warm_up(fmin_hz: float = 60.0, fmax_hz: float = 500.0) -> None:
 
 class Pitch(Annotator):
     name = "pitch"
+    expensive = True  # pYIN over every frame; no recipe check reads it
     version = "1.0.0"
     uses = ("vad",)  # pitch over speech when VAD ran, else over active frames
     default_params = {"fmin_hz": 60.0, "fmax_hz": 500.0, "voicing_corr": 0.6, "active_db": 40.0}

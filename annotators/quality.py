@@ -117,6 +117,7 @@ class P835:
 
 class Quality(Annotator):
     name = "quality"
+    expensive = True  # DNSMOS/PLCMOS neural models; a long file's windows are placed by asr's words
     # 1.1: plcmos; 1.2: PLCMOS of long files over groups of PLC_WINDOWS windows; 1.3: a long recording's
     # windows in its clips
     version = "1.3.0"

@@ -62,6 +62,7 @@ def wada_snr(chunks) -> float | None:
 
 class Snr(Annotator):
     name = "snr"
+    expensive = False  # from the VAD's segments: the recipe's SNR floor
     version = "1.0.0"
     requires = ("vad",)
     default_params = {"min_noise_s": 0.25, "min_speech_s": 0.25, "guard_s": 0.1, "noise_percentile": 10}

@@ -138,6 +138,7 @@ def turns_from_labels(centers: np.ndarray, labels: np.ndarray, step_s: float) ->
 
 class Speakers(Annotator):
     name = "speakers"
+    expensive = True  # a speaker-embedding network over every speech turn
     # 1.1: long files in bounded memory; 1.2: the encoder in onnxruntime on CPU; 1.3: min_speaker_s
     version = "1.3.0"
     requires = ("vad",)

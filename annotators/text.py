@@ -102,6 +102,7 @@ def text_language(detector, text: str) -> tuple[str | None, float | None]:
 
 class Text(Annotator):
     name = "text"
+    expensive = True  # reads asr (gated with it): PII, language and hallucination checks
     version = "2.0.0"  # 2: PII by annotators.pii, WER with Whisper's normalisers
     requires = ("asr",)
     uses = ("vad",)

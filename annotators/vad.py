@@ -101,6 +101,7 @@ def segments_from_probabilities(probs: np.ndarray, n_samples: int, options, rate
 
 class Vad(Annotator):
     name = "vad"
+    expensive = False  # Silero VAD: the recipe's speech-ratio floor, and what asr reads
     version = "1.1.0"  # 1.1: faster-whisper's ONNX Silero v6 without torch (was the silero-vad package)
     resources = Resources(cpu_threads=1)
     default_params = {

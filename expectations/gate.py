@@ -19,6 +19,11 @@ import yaml
 log = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).resolve().parent
+# A row's column naming the cascade's check that gated its file's expensive annotators (null: not gated).
+# An expectation with `unless_gated: true` asks for a value such an annotator gives: it applies only to
+# the rows whose file was not gated (GX: the same condition as its row_condition).
+GATED_BY = "gated_by"
+UNLESS_GATED = f"{GATED_BY} IS NULL"
 PLACEHOLDER = re.compile(r"^\$\{(recipe|critical|clips)\.([A-Za-z0-9_]+)\}$")
 
 
@@ -62,6 +67,8 @@ def failure_condition(e: dict):
     from pyspark.sql import functions as F
 
     col, kind = F.col(e["column"]), e["type"]
+    if e.get("unless_gated"):
+        return F.col(GATED_BY).isNull() & failure_condition({k: v for k, v in e.items() if k != "unless_gated"})
     if kind == "expect_column_values_to_not_be_null":
         return col.isNull()
     if kind == "expect_column_values_to_be_null":
@@ -105,6 +112,8 @@ def build_suite(spec: dict):
     for e in spec["expectations"]:
         e = dict(e)
         name, kind = e.pop("name"), e.pop("type")
+        if e.pop("unless_gated", False):
+            e.update(row_condition=UNLESS_GATED, condition_parser="spark")
         cls = getattr(gx.expectations, _camel(kind))
         suite.add_expectation(cls(**e, meta={"name": name}))
     return suite

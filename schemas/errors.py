@@ -29,6 +29,9 @@ class ErrorCode(str, Enum):
     WORKER_CRASHED = "WORKER_CRASHED"  # the worker died (crash, OOM kill) with this file in progress, twice
     MODEL_ERROR = "MODEL_ERROR"  # a model failed on this input
     DEPENDENCY_FAILED = "DEPENDENCY_FAILED"  # an upstream annotator this one needs did not succeed
+    # Not computed: a cheap check of the recipe already rules the file out (annotators.cascade); the
+    # message names the check. The gate treats the value as not needed, not as unknown.
+    GATED = "GATED"
     # Publishing
     EXPECTATION_FAILED = "EXPECTATION_FAILED"  # a row-level quality expectation failed
     PUBLISH_BLOCKED = "PUBLISH_BLOCKED"  # pending: judged in a batch the critical suite blocked

@@ -155,7 +155,7 @@ def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
     """A null floor input of a clip (annotator failed or skipped) fails the companion 'measured'
     expectation; a file without clips fails clips_measured."""
     from expectations.gate import load_suite_spec, with_row_failures
-    from jobs.stages.publish import suite_values
+    from jobs.stages.recipe import suite_values
 
     config = load_config(overrides={"warehouse": "unused"})
     good = {"duration_s": 3.0, "speech_ratio": 0.8, "snr_db": 30.0, "dnsmos_ovrl": 3.5, "language": "en",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from annotators.base import FAILED
+from annotators.cascade import Cascade
 from annotators.decode import DecodeError, DecodeLimits
 from annotators.pipeline import Decoded, FileInput, FileOutput, Pipeline, attempt_number
 from annotators.registry import register
@@ -61,6 +62,7 @@ class AnnotateSpec:
     hard_limit_grace_s: float  # a file still running this long after its limit kills the worker
     plugins: tuple[tuple[str, str], ...]  # extra annotators: (name, "module:Class")
     storage: StorageSettings | None  # object-store settings for the executors' reads
+    cascade: Cascade | None = None  # the recipe's cheap checks (annotate.cascade); None: every annotator runs
 
     def output_columns(self) -> list[str]:
         return ["audio_id", "decode", *self.names, "annotated_by"]
@@ -191,17 +193,18 @@ def failed_output(pipeline: Pipeline, inp: FileInput, code: ErrorCode, message: 
 
 
 def _run_files(pipeline: Pipeline, inputs: list[FileInput], timeout_s: float, decoded: Decoded | None = None,
-               hard_limit=None) -> list[FileOutput]:
+               hard_limit=None, cascade: Cascade | None = None) -> list[FileOutput]:
     """Run the batch under timeout_s per file; on a timeout, run its files one by one under their own.
     `hard_limit(files)`: a context that arms the watchdog for those files (a fresh budget for the batch
     and for each file re-run alone)."""
     armed = hard_limit or (lambda files: _nothing())
     try:
         with armed(inputs), time_limit(timeout_s * len(inputs)):
-            return pipeline.run(inputs, decoded)
+            return pipeline.run(inputs, decoded, cascade)
     except FileTimeout:
         if len(inputs) > 1:
-            return [out for inp in inputs for out in _run_files(pipeline, [inp], timeout_s, None, hard_limit)]
+            return [out for inp in inputs
+                    for out in _run_files(pipeline, [inp], timeout_s, None, hard_limit, cascade)]
     msg = f"over the per-file limit of {timeout_s:g} s (annotate.file_timeout_s)"
     return [failed_output(pipeline, inputs[0], ErrorCode.TIMEOUT, msg)]
 
@@ -301,7 +304,7 @@ def make_annotate_fn(spec: AnnotateSpec):
         def run_group(group: list[FileInput], decoding: Future | None) -> list[FileOutput]:
             try:
                 decoded = collect(group, decoding)
-                return _run_files(pipeline, group, spec.file_timeout_s, decoded, hard_limit)
+                return _run_files(pipeline, group, spec.file_timeout_s, decoded, hard_limit, spec.cascade)
             finally:  # the worker is alive: an exception here (strict mode) is not a poison file
                 for inp in group:
                     markers.done(inp.audio_id)

@@ -61,6 +61,7 @@ class AnnotateSettings:
     max_worker_deaths: int
     hard_limit_grace_s: float
     plugins: dict[str, str]
+    cascade: bool
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from annotators.cascade import Cascade, gated_params_hash
 from jobs.config import Config, ConfigError
 from jobs.io.sources import is_table, list_table
 from jobs.io.storage import storage_settings
+from jobs.stages.recipe import cascade_for
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
 from jobs.warehouse.catalog import SILVER, annotator_type
 from jobs.warehouse.ledger import RunRecord
 from jobs.warehouse.live import audio_view, meta_hash
 from jobs.warehouse.store import Warehouse
+from schemas.errors import ErrorCode
 from schemas.silver import ANNOTATED_BY, DECODE
 from schemas.tables import BRONZE
 
@@ -93,13 +96,16 @@ def annotate_spec(config: Config, run_id: str, marker_dir: str | None = None, st
         hard_limit_grace_s=cfg.hard_limit_grace_s,
         plugins=plugins,
         storage=storage,
+        cascade=cascade_for(config, ordered),
     )
     return spec, ordered
 
 
-def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], max_attempts: int):
+def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], max_attempts: int,
+                cascade: Cascade | None = None):
     """One row per live audio_id that needs work: uri to read, manifest fields, `need` (annotators to
-    run), `inputs` (JSON: annotator -> hash of the metadata it reads) and `current` (JSON results)."""
+    run), `inputs` (JSON: annotator -> hash of the metadata it reads) and `current` (JSON results). A
+    GATED result is current while the cascade's checks are those it was gated under."""
     from pyspark.sql import functions as F
 
     from annotators.registry import dependency_closure
@@ -112,10 +118,12 @@ def select_work(spark, warehouse: Warehouse, ordered, retry_codes: list[str], ma
     stale = {}
     for a in ordered:
         cur = F.col(f"_cur_{a.name}")
+        gated = gated_params_hash(a.params_hash, cascade) if cascade and a.expensive else None
+        params = F.when(cur["error_code"] == F.lit(str(ErrorCode.GATED)), F.lit(gated)).otherwise(F.lit(a.params_hash))
         stale[a.name] = (
             cur.isNull()
             | (cur["version"] != F.lit(a.version))
-            | (cur["params_hash"] != F.lit(a.params_hash))
+            | ~cur["params_hash"].eqNullSafe(params)
             | ((cur["status"] == "failed") & F.array_contains(retry, cur["error_code"])
                & (F.coalesce(cur["attempt"], F.lit(1)) < F.lit(max_attempts)))
         )
@@ -211,7 +219,8 @@ class AnnotateStage(Stage):
         cfg = self.config.annotate
         return Inputs(tables=(BRONZE, SILVER), facts={
             "annotators": [(a.name, a.version, a.params_hash, list(a.meta_inputs)) for a in self.ordered],
-            "retry_codes": list(cfg.retry_codes), "max_attempts": cfg.max_attempts})
+            "retry_codes": list(cfg.retry_codes), "max_attempts": cfg.max_attempts,
+            "cascade": self.spec.cascade.digest if self.spec.cascade else None})
 
     def unchanged(self, recorded: dict) -> AnnotateResult:
         log.info("annotate: bronze and silver unchanged since a run found nothing to do for %s",
@@ -222,7 +231,8 @@ class AnnotateStage(Stage):
         from pyspark.sql import functions as F
 
         spark, cfg = self.spark, self.config.annotate
-        work = select_work(spark, self.warehouse, self.ordered, list(cfg.retry_codes), cfg.max_attempts)
+        work = select_work(spark, self.warehouse, self.ordered, list(cfg.retry_codes), cfg.max_attempts,
+                           self.spec.cascade)
         # one job answers: is there work, how much, and which audio tables hold bytes to join back in
         stats = work.agg(F.count("*").alias("n"), F.sum("duration_s").alias("s"),
                          F.collect_set(F.when(F.col("uri").contains("#"), F.col("source"))).alias("tables")).first()

@@ -15,8 +15,9 @@
    `link.duplicate_similarity_min` are edges, found with Spark ML's MinHashLSH (approxSimilarityJoin).
 3. Connected components of each edge set (min-label propagation with pointer jumping, in DataFrame
    joins: each round halves the distance a label still has to travel) name the groups: the smallest
-   audio_id of a component is its id. In a duplicate group the copy with the best DNSMOS (then the
-   longest, then the smallest id) is kept; the others get `duplicate_of` = its id, and publish
+   audio_id of a component is its id. In a duplicate group the copy that the recipe's cheap checks do
+   not rule out (the cascade's: a narrowband or clipped copy is not the one to keep), then the one with
+   the best DNSMOS (then the longest, then the smallest id) is kept; the others get `duplicate_of` = its id, and publish
    quarantines them as `near_duplicate` when the recipe says `dedup: true`.
 
 Commit: one MERGE into silver.links that touches only rows whose values changed (and deletes the rows of
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from annotators.fingerprint import HASH_SPACE  # the landmarks' value range, as the annotator wrote them
 from jobs.config import Config
 from jobs.config.settings import LinkSettings
+from jobs.stages.recipe import configured_checks, ruled_out
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, run_stage
 from jobs.warehouse.catalog import BRONZE, LINKS, SILVER
 from jobs.warehouse.ledger import RunRecord
@@ -160,7 +162,9 @@ class LinkStage(Stage):
     def inputs(self) -> Inputs | None:
         if not self._configured():
             return None
-        return Inputs(tables=(BRONZE, SILVER, LINKS), facts={"link": dataclasses.asdict(self.config.link)})
+        checks = configured_checks(self.config)
+        return Inputs(tables=(BRONZE, SILVER, LINKS), facts={"link": dataclasses.asdict(self.config.link),
+                                                             "checks": checks.digest if checks else None})
 
     def unchanged(self, recorded: dict) -> LinkResult:
         log.info("link: bronze and silver unchanged since the last link: nothing to do")
@@ -181,8 +185,9 @@ class LinkStage(Stage):
             return None
         live = audio_view(spark, warehouse).select("audio_id")
         silver = spark.read.format("delta").load(warehouse.path(SILVER)).join(live, "audio_id", "left_semi")
-        files = silver.where("decode.status = 'ok'").select("audio_id", F.col("quality.ovrl").alias("ovrl"),
-                                                            F.col("decode.duration_s").alias("dur"))
+        files = silver.where("decode.status = 'ok'").select(
+            "audio_id", F.col("quality.ovrl").alias("ovrl"), F.col("decode.duration_s").alias("dur"),
+            ruled_out(configured_checks(self.config)).cast("int").alias("ruled_out"))
         self.emb = silver.where("speakers.status = 'ok' AND speakers.embedding IS NOT NULL").select(
             "audio_id", F.col("speakers.embedding").alias("embedding"))
         self.fp = silver.where("fingerprint.status = 'ok'").select(
@@ -222,8 +227,8 @@ class LinkStage(Stage):
             .select("audio_id", F.coalesce("cluster", "audio_id").alias("speaker_cluster_id"))
         groups = part.join(dup.withColumnRenamed("label", "group"), "audio_id", "left") \
             .withColumn("duplicate_group_id", F.coalesce("group", "audio_id"))
-        # the kept copy of each group: best DNSMOS, then longest, then smallest id (a window per group)
-        w = Window.partitionBy("duplicate_group_id").orderBy(F.col("ovrl").desc_nulls_last(),
+        # the kept copy of each group: not ruled out, best DNSMOS, longest, smallest id (a window per group)
+        w = Window.partitionBy("duplicate_group_id").orderBy("ruled_out", F.col("ovrl").desc_nulls_last(),
                                                              F.col("dur").desc_nulls_last(), "audio_id")
         ranked = groups.withColumn("_rank", F.row_number().over(w)) \
             .withColumn("duplicate_group_size", F.count("*").over(Window.partitionBy("duplicate_group_id")))

@@ -25,8 +25,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expectations.gate import SUITES_DIR, Gate, load_suite_spec, with_row_failures
+from expectations.gate import GATED_BY, SUITES_DIR, Gate, load_suite_spec, with_row_failures
 from jobs.config import Config, ConfigError
+from jobs.stages.recipe import suite_values
 from jobs.stages.stage import Inputs, Stage, StageContext, Work, chunk_count, run_stage
 from jobs.warehouse import outcomes
 from jobs.warehouse.catalog import BRONZE, CLIP_STATE, CLIPS, FILE_STATE, LINKS, SEGMENTS, SILVER, UTTERANCES
@@ -65,16 +66,6 @@ def recipe_hash(config: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def suite_values(config: Config) -> dict:
-    """The values the suites' placeholders read: the recipe (and what it implies), the critical bounds and
-    the clip rules."""
-    recipe = dataclasses.asdict(config.publish.recipe)
-    recipe["single_speaker"] = recipe["max_speakers"] == 1  # speaker_purity_floor applies
-    recipe["speakers_limited"] = recipe["max_speakers"] is not None  # speakers_measured applies
-    return {"recipe": recipe, "critical": dataclasses.asdict(config.publish.critical),
-            "clips": dataclasses.asdict(config.clips)}
-
-
 def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
     """The gold columns (and the gate's inputs) for every live audio that decoded, with `decision_key`."""
     from pyspark.sql import functions as F
@@ -84,6 +75,11 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
     s = spark.read.format("delta").load(warehouse.path(SILVER)).where("decode.status = 'ok'").drop(
         "uri", "duration_s")
     links = spark.read.format("delta").load(warehouse.path(LINKS)).drop("linked_at")
+    # the check the cascade gated the file's expensive annotators with (the name before the ':' of a GATED
+    # result's message, annotators.cascade.gated_check); the gate does not ask for what was not needed
+    gated = [F.when(F.col(f"{n}.error_code") == F.lit(str(ErrorCode.GATED)),
+                    F.substring_index(F.col(f"{n}.error_message"), ":", 1))
+             for n in config.annotate.annotators if n in s.columns]
     # the links are part of the decision: a file that becomes (or stops being) a duplicate is judged again
     key = F.concat_ws("|", F.lit(rhash), F.col("updated_at").cast("string"), F.col("inputs_hash"),
                       F.coalesce("speaker_cluster_id", F.lit("")), F.coalesce("duplicate_group_id", F.lit("")),
@@ -117,6 +113,7 @@ def flat_rows(spark, warehouse: Warehouse, config: Config, rhash: str):
         F.col("distillmos.mos").alias("distillmos"), F.col("quality.plcmos").alias("plcmos"),
         "duplicate_group_id", "duplicate_of",
         F.col("clips.n_clips").alias("n_clips"),
+        (F.coalesce(*gated) if gated else F.lit(None).cast("string")).alias(GATED_BY),
         F.substring(F.sha2(key, 256), 1, 16).alias("decision_key"),
     )
 
@@ -131,8 +128,8 @@ def clip_rows(spark, warehouse: Warehouse, files):
         "audio_id", F.col("clips.params_hash").alias("clip_params_hash"), F.explode("clips.clips").alias("c"))
     ms = lambda c: F.round(F.col(c) * 1000).cast("long")  # noqa: E731
     return files.select("audio_id", "uri", "speaker", "speaker_cluster_id", F.col("n_speakers").alias("_file_spk"),
-                        "recipe_hash").join(s, "audio_id").select(
-        "audio_id", "uri", "speaker", "recipe_hash", "clip_params_hash",
+                        "recipe_hash", "gated_by").join(s, "audio_id").select(
+        "audio_id", "uri", "speaker", "recipe_hash", "clip_params_hash", "gated_by",
         "c.clip_index", "c.start_s", "c.end_s", "c.duration_s", "c.language", "c.language_prob",
         "c.language_agrees", "c.text", "c.words", "c.mean_word_prob", "c.avg_logprob", "c.speech_ratio",
         "c.snr_db", "c.dnsmos_ovrl", "c.distillmos", "c.music_ratio", "c.clipping_ratio", "c.speaker_label",
@@ -402,7 +399,8 @@ def _check_row_gate(gate, judged, spec: dict, failed_column: str, result: Publis
 
     spark_counts = {r["name"]: int(r["n"]) for r in judged.select(F.explode(failed_column).alias("name"))
                     .groupBy("name").agg(F.count("*").alias("n")).collect()}
-    inputs = {e["column"] for e in spec["expectations"]}
+    inputs = {e["column"] for e in spec["expectations"]} | {GATED_BY for e in spec["expectations"]
+                                                           if e.get("unless_gated")}
     gx = gate.validate_rows(judged.select(*sorted(inputs)), spec)
     result.docs_path = gx.docs_path
     disagree = {k: (spark_counts.get(k, 0), v) for k, v in gx.unexpected.items() if spark_counts.get(k, 0) != v}
