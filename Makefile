@@ -105,6 +105,7 @@ bench: setup
 	$(BIN)/python -m bench.scale_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.longfile_bench --out BENCHMARKS.md
 	$(BIN)/python -m bench.clips_bench --out BENCHMARKS.md
+	$(BIN)/python -m bench.cascade_bench --out BENCHMARKS.md
 
 # The code as one zip for spark-submit --py-files (executors also need the pinned requirements).
 dist: $(STAMP)

@@ -72,7 +72,7 @@ def world(spark, corpus_dir, tmp_path_factory):
     # decodes to NaN: quarantined at annotate (fixed in place later)
     nan = np.full(16000, np.nan, np.float32)
     sf.write(src / "broken.wav", nan, 16000, subtype="FLOAT")
-    # 0.8 s of speech: DNSMOS needs 1 s, so its quality is unknown (dnsmos_measured)
+    # 0.8 s of speech: shorter than a clip may be (clip_duration), so the cascade computes no quality for it
     x, sr = sf.read(corpus_dir / LJ.format(7))
     sf.write(src / "short.wav", x[int(1.0 * sr): int(1.8 * sr)], sr)
     manifest = root / "manifest.jsonl"
@@ -133,9 +133,13 @@ def test_first_run_places_every_file(world):
     assert status == "quarantined" and state["stage"] == "annotate" and state["error_code"] == "NON_FINITE"
 
 
-def test_unknown_quality_is_quarantined_as_not_measured(world):
+def test_a_file_too_short_to_be_a_clip_is_quarantined_for_that_alone(world):
+    """The cascade gates it (clip_duration): no asr or quality ran, and their values are not asked for."""
     status, state, _ = world["after_first"]["short.wav"]
-    assert status == "quarantined" and "dnsmos_measured" in state["failed_expectations"], state
+    assert status == "quarantined" and "clip_duration" in state["failed_expectations"], state
+    assert not {"dnsmos_measured", "language_known", "transcript_present"} & set(state["failed_expectations"])
+    silver = {r["uri"].rsplit("/", 1)[1]: r for r in world["silver_first"].values()}
+    assert silver["short.wav"]["quality"]["error_code"] == silver["short.wav"]["asr"]["error_code"] == "GATED"
 
 
 def test_replaced_bytes_replace_the_gold_row(spark, world):

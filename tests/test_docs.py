@@ -31,6 +31,16 @@ def test_the_readme_lists_every_annotators_params_and_defaults():
         assert params == load_class(name).default_params, name
 
 
+def test_the_readme_classes_every_annotator_as_the_code_does():
+    """The cascade's cheap/expensive class of each built-in annotator (`Annotator.expensive`)."""
+    from annotators.registry import BUILT_IN, load_class
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    costs = {name.strip("`"): cost for name, cost, _ in _table(readme, "| annotator | cost |")}
+    assert set(costs) == set(BUILT_IN)
+    assert costs == {n: "expensive" if load_class(n).expensive else "cheap" for n in BUILT_IN}
+
+
 def test_the_readme_and_docs_name_modules_that_exist():
     """Paths the pages point a reader to (`jobs/...py`, `annotators/...`) are files of the repository."""
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -153,21 +153,28 @@ def test_readme_example_queries_run_and_return_rows(spark, corpus_warehouse):
 
 def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
     """A null floor input of a clip (annotator failed or skipped) fails the companion 'measured'
-    expectation; a file without clips fails clips_measured."""
+    expectation; a file without clips fails clips_measured. A value an expensive annotator did not
+    compute because the cascade gated the file (gated_by) is not needed: only the check that gated it fails."""
     from expectations.gate import load_suite_spec, with_row_failures
     from jobs.stages.recipe import suite_values
 
     config = load_config(overrides={"warehouse": "unused"})
     good = {"duration_s": 3.0, "speech_ratio": 0.8, "snr_db": 30.0, "dnsmos_ovrl": 3.5, "language": "en",
             "language_prob": 0.99, "language_agrees": True, "text": "hello there", "hallucination": False,
-            "has_pii": False, "clipping_ratio": 0.0, "music_ratio": 0.0, "n_speakers": 1, "speaker_purity": 1.0}
+            "has_pii": False, "clipping_ratio": 0.0, "music_ratio": 0.0, "n_speakers": 1, "speaker_purity": 1.0,
+            "gated_by": None}
     schema = ("audio_id string, duration_s double, speech_ratio double, snr_db double, dnsmos_ovrl double, "
               "language string, language_prob double, language_agrees boolean, text string, hallucination boolean, "
-              "has_pii boolean, clipping_ratio double, music_ratio double, n_speakers int, speaker_purity double")
+              "has_pii boolean, clipping_ratio double, music_ratio double, n_speakers int, speaker_purity double, "
+              "gated_by string")
+    unmeasured = {"dnsmos_ovrl": None, "language": None, "language_prob": None, "language_agrees": None,
+                  "text": None, "hallucination": None, "has_pii": None, "speaker_purity": None, "n_speakers": None}
     rows = [{"audio_id": "good", **good}, {"audio_id": "no_mos", **good, "dnsmos_ovrl": None},
             {"audio_id": "no_text", **good, "hallucination": None, "has_pii": None},
             {"audio_id": "no_levels", **good, "clipping_ratio": None},
-            {"audio_id": "mixed", **good, "speaker_purity": 0.7, "n_speakers": 2}]
+            {"audio_id": "mixed", **good, "speaker_purity": 0.7, "n_speakers": 2},
+            {"audio_id": "gated", **good, **unmeasured, "speech_ratio": 0.1, "gated_by": "speech_ratio_floor"},
+            {"audio_id": "ungated", **good, **unmeasured, "speech_ratio": 0.1}]
     df = spark.createDataFrame([tuple(r[c.split()[0]] for c in schema.split(", ")) for r in rows], schema)
 
     def judge(cfg, df=df, suite="clips"):
@@ -176,7 +183,11 @@ def test_unknown_values_fail_the_measured_expectations_unless_optional(spark):
 
     strict = judge(config)
     assert strict == {"good": None, "no_mos": ["dnsmos_measured"], "no_text": ["text_checked"],
-                      "no_levels": ["levels_measured"], "mixed": None}
+                      "no_levels": ["levels_measured"], "mixed": None, "gated": ["speech_ratio_floor"],
+                      "ungated": ["dnsmos_measured", "language_known", "speech_ratio_floor", "text_checked",
+                                  "transcript_present"]}
+    assert judge(with_overrides(config, {"publish": {"recipe": {"max_speakers": 1}}}))["gated"] == \
+        ["speech_ratio_floor"]  # speakers_measured applies, and is not needed either
     relaxed = judge(with_overrides(config, {"publish": {"recipe": {"optional_annotators": ["quality", "levels"]}}}))
     assert relaxed["no_mos"] is None and relaxed["no_levels"] is None and relaxed["no_text"] == ["text_checked"]
     single = judge(with_overrides(config, {"publish": {"recipe": {"max_speakers": 1}}}))
