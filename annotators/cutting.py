@@ -232,6 +232,15 @@ def centred_start(start_s: float, end_s: float, window: int) -> int | None:
     return a + (b - a - window) // 2 if b - a >= window else None
 
 
+def placed_window_starts(item: AudioItem, window: int, keep: int, grid: list[int], coverage: float) -> list[int]:
+    """The windows a file-level MOS annotator (quality, distillmos) scores: `grid`, its evenly spaced
+    windows, when that is empty or at full coverage (every window is scored: nothing to place), else
+    clip_window_starts."""
+    if not grid or coverage >= 1.0:
+        return grid
+    return clip_window_starts(item, window, keep, grid)
+
+
 def clip_window_starts(item: AudioItem, window: int, keep: int, grid: list[int]) -> list[int]:
     """Where a long recording's `keep` scored windows of `window` samples start: centred in the clips the
     shipped cutting rules (Rules()) make of it, spread evenly over the clips at least a window long, and,

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from annotators.base import WINDOW_SCORE, AnnotationError, Annotator, AudioItem, Resources
-from annotators.cutting import clip_window_starts
+from annotators.cutting import placed_window_starts
 from annotators.distillmos_frontend import WINDOW, compressed_spectra
 from annotators.torch_exports import cpu_session
 from schemas.errors import ErrorCode
@@ -46,16 +46,6 @@ def window_starts(n_samples: int, max_windows: int, coverage: float = 1.0) -> li
 def _keep(n_samples: int, max_windows: int, coverage: float) -> int:
     """How many windows `coverage` of audio this long asks for (at least 2, at most max_windows)."""
     return min(max_windows, max(2, int(np.ceil(coverage * n_samples / WINDOW))))
-
-
-def placed_starts(item: AudioItem, max_windows: int, coverage: float) -> list[int]:
-    """The windows a file is scored on: in a long recording, centred in the clips it is cut into
-    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts;
-    every window of window_starts at full coverage."""
-    grid = window_starts(len(item.samples), max_windows, coverage)
-    if not grid or coverage >= 1.0:
-        return grid
-    return clip_window_starts(item, WINDOW, _keep(len(item.samples), max_windows, coverage), grid)
 
 
 def windows(x: np.ndarray, max_windows: int, coverage: float = 1.0, starts: list[int] | None = None) -> np.ndarray:
@@ -89,7 +79,7 @@ class DistillMos(Annotator):
     # windows in its clips
     version = "1.2.0"
     resources = Resources(cpu_threads=1, gpu=True)
-    uses = ("vad", "asr", "speakers")  # where a long recording's clips are (placed_starts)
+    uses = ("vad", "asr", "speakers")  # where a long recording's clips are (cutting.placed_window_starts)
     # Each window costs a model pass (BENCHMARKS.md, "Annotators"): like DNSMOS, long files are scored
     # on windows over `coverage` of their length (at least 2, at most max_windows), centred in their clips
     # (annotators.cutting) and topped up with evenly spaced ones
@@ -126,7 +116,9 @@ class DistillMos(Annotator):
         if item.duration_s < MIN_S:
             raise AnnotationError(ErrorCode.TOO_SHORT, f"DistillMOS needs at least {MIN_S} s")
         # windows first, then the clip and cast: on the windows, not on a copy of the whole file
-        starts = placed_starts(item, self.params["max_windows"], self.params["coverage"])
+        n, most, coverage = len(item.samples), self.params["max_windows"], self.params["coverage"]
+        starts = placed_window_starts(item, WINDOW, _keep(n, most, coverage), window_starts(n, most, coverage),
+                                      coverage)
         batch = windows(item.samples, self.params["max_windows"], starts=starts)
         scores = score_windows(self._scores, batch, self._per_call)
         return {"mos": float(scores.mean()), "n_windows": len(batch),

@@ -202,7 +202,7 @@ class Pipeline:
               gated: dict[int, str] | None = None, cascade: Cascade | None = None) -> None:
         """Run one annotator over the files that need it; record its results (and what failed to decode,
         and, for an expensive annotator, which files the cascade gated)."""
-        gated = gated if a.expensive else {}
+        gated = (gated or {}) if a.expensive else {}
         wanted = [k for k, inp in enumerate(inputs) if inp.only is None or a.name in inp.only]
         live = [k for k in wanted if files[k][0] is not None and k not in gated]
         for k in wanted:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from annotators import speechmos_internals as sm
 from annotators.base import WINDOW_SCORE, AnnotationError, Annotator, AudioItem, Resources
-from annotators.cutting import clip_window_starts
+from annotators.cutting import placed_window_starts
 from annotators.onnx import session_options
 from schemas.errors import ErrorCode
 
@@ -53,16 +53,6 @@ def window_starts(n_samples: int, coverage: float = 1.0) -> list[int]:
 def _keep(n_samples: int, coverage: float) -> int:
     """How many windows `coverage` of a signal this long asks for."""
     return max(1, int(np.ceil(coverage * n_samples / int(WINDOW_S * SR))))
-
-
-def placed_starts(item: AudioItem, coverage: float) -> list[int]:
-    """The windows a file is scored on: in a long recording, centred in the clips it is cut into
-    (annotators.cutting.clip_window_starts: the clips annotator then reads them), else window_starts;
-    every window of window_starts at full coverage."""
-    grid = window_starts(len(item.samples), coverage)
-    if not grid or coverage >= 1.0:
-        return grid
-    return clip_window_starts(item, int(WINDOW_S * SR), _keep(len(item.samples), coverage), grid)
 
 
 def _windows(x: np.ndarray, coverage: float = 1.0, starts: list[int] | None = None) -> list[np.ndarray]:
@@ -122,7 +112,7 @@ class Quality(Annotator):
     # windows in its clips
     version = "1.3.0"
     resources = Resources(cpu_threads=1, gpu=True)
-    uses = ("vad", "asr", "speakers")  # where a long recording's clips are (placed_starts)
+    uses = ("vad", "asr", "speakers")  # where a long recording's clips are (cutting.placed_window_starts)
     # Every 9 s window costs DNSMOS, P.808 and PLCMOS (BENCHMARKS.md, "Annotators"). `coverage` scores
     # that share of a long file: windows centred in its clips (annotators.cutting), topped up with evenly
     # spaced ones; clips up to about 2 windows long are always scored whole. Set coverage: 1.0 for every
@@ -170,7 +160,9 @@ class Quality(Annotator):
                 results[i] = self.result("failed", ErrorCode.TOO_SHORT, f"DNSMOS needs at least {MIN_S} s")
                 continue
             x = item.samples  # windows are views: each is clipped to [-1, 1] when it is scored
-            starts[i] = placed_starts(item, self.params["coverage"])
+            coverage = self.params["coverage"]
+            starts[i] = placed_window_starts(item, int(WINDOW_S * SR), _keep(len(x), coverage),
+                                             window_starts(len(x), coverage), coverage)
             mine = _windows(x, starts=starts[i])
             for w in mine:
                 windows.append(w)
