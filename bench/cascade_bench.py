@@ -8,7 +8,7 @@ web crawls:
   the corpus's non-speech (a music medley of its three music files, birdsong, a whale, noise), synthetic
   noise and near-silence, and snippets of speech shorter than a clip may be.
 `voxlake run` (shipped settings, every annotator) into two fresh warehouses, one with the cascade and one
-without, alternating; the figures: curated audio (gold.clips), the annotate stage's seconds and each
+without, alternating, two rounds; the figures: curated audio (gold.clips), the annotate stage's seconds and each
 annotator's (ops.runs.stage_seconds), the command's wall time (start-up included), and whether the two
 runs curated the same clips.
 """
@@ -111,7 +111,7 @@ def curated(wh: Path) -> tuple[float, dict[str, tuple]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)  # one run of each varied by 10-20 s here
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="voxlake-bench-cascade-"))
     try:
