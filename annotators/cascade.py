@@ -8,7 +8,7 @@ longer than the clips' `max_s` (annotators.clips gives that clip the file's own 
 one of them fails the gate whatever the expensive annotators would say, so they do not run on it: each
 records `skipped` with code GATED and a message naming the check, and the gate (expectations/) treats the
 missing values as not needed rather than unknown. The checks come from the same suite files and recipe
-the gate reads (jobs.stages.cascade builds them); this module knows nothing of suites or Spark.
+the gate reads (jobs.stages.recipe builds them); this module knows nothing of suites or Spark.
 
 The cascade skips work and never changes what the expensive annotators compute for the files they run on
 (they see the same decoded audio and upstream results), so what is curated is the same with it and
@@ -68,10 +68,6 @@ class Cascade:
         blob = json.dumps({"checks": [asdict(c) for c in self.checks], "whole": self.whole_file_max_s},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    def annotators(self) -> set[str]:
-        """The annotators whose results the checks read (they must be cheap and configured)."""
-        return {c.annotator for c in self.checks if c.annotator}
 
     def reason(self, item: AudioItem) -> str | None:
         """The first check `item` fails, as a message starting with the check's name; None: keep it."""

@@ -87,9 +87,8 @@ def build_archive(dest: Path) -> dict[str, float]:
             put("nonspeech", Path(rel).stem + ".wav", x, sr)
     for k in range(SYNTHETIC["noise"]):
         white = rng.standard_normal(25 * SR)
-        pink = np.cumsum(white) if k % 2 else white  # brown-ish every other one
-        pink = pink / np.max(np.abs(pink)) * 0.3
-        put("noise", f"noise_{k}.wav", pink, SR)
+        noise = np.cumsum(white) if k % 2 else white  # white, and brown every other one
+        put("noise", f"noise_{k}.wav", noise / np.max(np.abs(noise)) * 0.3, SR)
     for k in range(SYNTHETIC["quiet"]):
         put("quiet", f"quiet_{k}.wav", rng.standard_normal(25 * SR) * 10 ** (-70 / 20), SR)
     for k in range(SNIPPETS):

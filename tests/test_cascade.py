@@ -69,7 +69,7 @@ def test_the_checks_are_the_suites_floors_on_cheap_results_and_the_cascade_can_b
     assert not by_name["bandwidth_floor"].whole_file_only and by_name["snr_floor"].whole_file_only
     assert by_name["music_ceiling"].max_value == recipe.music_ratio_max
     assert cascade.whole_file_max_s == config.clips.max_s
-    assert all(not a.expensive for a in ordered if a.name in cascade.annotators())
+    assert all(not a.expensive for a in ordered if a.name in {c.annotator for c in cascade.checks})
     # a recipe change moves the checks (and so the hash a gated result is current under)
     looser = dataclasses.replace(config, publish=dataclasses.replace(
         config.publish, recipe=dataclasses.replace(recipe, speech_ratio_min=0.1)))
@@ -181,11 +181,8 @@ def _by_file(spark, wh) -> dict[str, dict]:
 
     from jobs.warehouse.catalog import SILVER
 
-    names = {r["audio_id"]: r["uri"].rsplit("/", 1)[1]
-             for r in spark.read.format("delta").load(wh.path(SILVER)).select("audio_id", "uri").collect()}
-    out = {name: {"failed": None} for name in names.values()}
-    for r in spark.read.format("delta").load(wh.path(SILVER)).select("audio_id", "asr").collect():
-        out[names[r["audio_id"]]]["asr"] = r["asr"].asDict(recursive=True)
+    out = {r["uri"].rsplit("/", 1)[1]: {"asr": r["asr"].asDict(recursive=True), "failed": None}
+           for r in spark.read.format("delta").load(wh.path(SILVER)).select("uri", "asr").collect()}
     for q in quarantine_rows(spark, wh):
         out[q["uri"].rsplit("/", 1)[1]]["failed"] = set(q["failed_expectations"] or [])
     return out

@@ -11,7 +11,7 @@ import dataclasses
 from annotators.base import Annotator
 from annotators.cascade import DURATION, Cascade, Check
 from annotators.clips import WHOLE_FILE_MEASURES
-from expectations.gate import load_suite_spec
+from expectations.gate import failure_condition, load_suite_spec
 from jobs.config import Config
 
 # file-suite columns a cheap result holds (publish.flat_rows reads them from the same fields)
@@ -71,22 +71,16 @@ def cascade_for(config: Config, ordered: list[Annotator]) -> Cascade | None:
 
 
 def ruled_out(cascade: Cascade | None):
-    """A Spark condition on silver rows: the file fails one of `cascade`'s checks (what the cascade decides
-    in the executors, annotators.cascade.Cascade.reason, on the same results: a check with an unknown
-    value rules nothing out). False when there are no checks."""
+    """A Spark condition on silver rows: the file fails one of `cascade`'s checks, as the gate's own condition
+    for a bound (expectations.gate.failure_condition) on the same result fields: an unknown value (a
+    result that is not ok has null fields) rules nothing out, as in Cascade.reason. False without checks."""
     from pyspark.sql import functions as F
 
     out = F.lit(False)
     for check in cascade.checks if cascade else ():
-        if check.annotator is None:
-            value = F.col("decode.duration_s")
-        else:
-            value = F.when(F.col(f"{check.annotator}.status") == "ok", F.col(f"{check.annotator}.{check.field}"))
-        fails = F.lit(False)
-        if check.min_value is not None:
-            fails = fails | (value < F.lit(check.min_value))
-        if check.max_value is not None:
-            fails = fails | (value > F.lit(check.max_value))
+        fails = failure_condition({"type": "expect_column_values_to_be_between",
+                                   "column": f"{check.annotator}.{check.field}" if check.annotator else "decode.duration_s",
+                                   "min_value": check.min_value, "max_value": check.max_value})
         if check.whole_file_only:
             fails = fails & (F.col("decode.duration_s") <= F.lit(cascade.whole_file_max_s))
         out = out | F.coalesce(fails, F.lit(False))
